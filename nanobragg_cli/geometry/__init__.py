@@ -1,0 +1,1 @@
+"""Geometry: rotations, detector frame, crystal orientation, sources (all torch, differentiable)."""

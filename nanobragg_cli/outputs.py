@@ -1,0 +1,103 @@
+"""Image statistics, output images and the stdout summary, as nanoBragg.c computes them.
+
+Works on the float32 image (numpy, [slow, fast]) after rendering; nothing here is differentiable.
+"""
+
+from dataclasses import dataclass
+import math
+
+import numpy as np
+
+from .io.floatimage import float_image_bytes
+from .io.pgm import pgm_bytes
+from .io.smv import SMVHeader, int_image, smv_bytes
+
+RTD = 180.0 / math.pi
+
+
+@dataclass
+class ImageStats:
+    """nanoBragg.c's statistics: over rendered pixels (mean, rms, max and its sub-pixel position)
+    and over the ROI (rmsd)."""
+    max_I: float
+    max_x: float
+    max_y: float
+    mean: float
+    rms: float
+    rmsd: float
+    n: int
+
+
+def image_stats(img: np.ndarray, rendered: np.ndarray, roi: tuple, subpixel: float,
+                oversample: int, fpixels: int) -> ImageStats:
+    """img: float32 [slow, fast]; rendered: flat indices of rendered pixels (raster order)."""
+    vals = img.reshape(-1)[rendered].astype(np.float64)
+    n = vals.size
+    max_I, max_x, max_y = 0.0, 0.0, 0.0
+    if n and vals.max() > 0.0:
+        k = int(np.argmax(vals))  # first occurrence, as C's strict '>' scan
+        max_I = float(vals[k])
+        s, f = divmod(int(rendered[k]), fpixels)
+        last = oversample - 1
+        max_x = subpixel * (f * oversample + last) + subpixel / 2.0
+        max_y = subpixel * (s * oversample + last) + subpixel / 2.0
+    total = float(np.sum(vals))
+    sumsq = float(np.sum(vals * vals))
+    sumn = n if n > 0 else 1
+    mean = total / sumn
+    sumn = sumn if sumn > 1 else 2
+    rms = math.sqrt(sumsq / (sumn - 1))
+    xmin, xmax, ymin, ymax = roi
+    block = img[ymin:ymax + 1, xmin:xmax + 1].astype(np.float64)
+    m = block.size if block.size > 1 else 2
+    rmsd = math.sqrt(float(np.sum((block - mean) ** 2)) / (m - 1))
+    return ImageStats(max_I, max_x, max_y, mean, rms, rmsd, n)
+
+
+def smv_header(scene) -> SMVHeader:
+    """The SMV header values nanoBragg.c writes, from the scene's final detector geometry."""
+    d = scene.cfg.detector
+    g = scene.det
+    px = d.pixel_size
+    Fbeam, Sbeam = float(g.Fbeam), float(g.Sbeam)
+    s = scene.cfg.sampling
+    dials = [float(x) for x in g.dials_origin_mm]
+    return SMVHeader(
+        size1=d.fpixels, size2=d.spixels, pixel_size=px * 1000.0, distance=float(g.distance) * 1000.0,
+        wavelength=scene.cfg.beam.lambda0 * 1e10, beam_center_x=d.Xbeam * 1000.0,
+        beam_center_y=d.Ybeam * 1000, adxv_center_x=Fbeam * 1000.0,
+        adxv_center_y=(d.detsize_s - Sbeam) * 1000, mosflm_center_x=(Sbeam - 0.5 * px) * 1000.0,
+        mosflm_center_y=(Fbeam - 0.5 * px) * 1000, denzo_x_beam=(Sbeam - 0.0 * px) * 1000.0,
+        denzo_y_beam=(Fbeam - 0.0 * px) * 1000, dials_origin=tuple(dials),
+        xds_orgx=float(g.orgx), xds_orgy=float(g.orgy),
+        close_distance=float(g.close_distance) * 1000.0, phi=s.phi0 * RTD, osc_start=s.phi0 * RTD,
+        osc_range=s.osc * RTD, twotheta=d.twotheta * RTD)
+
+
+def int_scale(requested: float, max_I: float) -> float:
+    if requested > 0.0:
+        return requested
+    return 55000.0 / max_I if max_I > 0.0 else 1.0
+
+
+def pgm_scale(requested: float, intfile_scale: float, rmsd: float) -> float:
+    if requested > 0.0:
+        return requested
+    return 250.0 / (5.0 * rmsd) if rmsd > 0.0 else intfile_scale
+
+
+def float_bytes(img: np.ndarray) -> bytes:
+    return float_image_bytes(img)
+
+
+def int_bytes(scene, img: np.ndarray, scale: float) -> bytes:
+    out = scene.cfg.output
+    return smv_bytes(smv_header(scene), int_image(img, scale, out.adc, scene.roi))
+
+
+def noise_bytes(scene, noise: np.ndarray) -> bytes:
+    return smv_bytes(smv_header(scene), noise)
+
+
+def pgm_image_bytes(scene, img: np.ndarray, scale: float) -> bytes:
+    return pgm_bytes(img, scale, scene.roi)

@@ -1,0 +1,80 @@
+"""Pure physics functions of the kernel: lattice transforms, polarization, solid angle, absorption.
+
+Shapes broadcast; lengths in metres, angles in radians, reciprocal vectors in Å⁻¹ where noted.
+"""
+
+import math
+
+import torch
+from torch import Tensor
+
+ROUND_XTAL_SCALE = 0.723601254558268  # sqrt of the cube/sphere volume ratio (nanoBragg.c)
+GAUSS_WIDTH = 0.63
+TOPHAT_CUT = 0.3969
+
+
+def sincg_reduced(frac: Tensor, index: Tensor, n: Tensor) -> Tensor:
+    """sin(N·π·h) / sin(π·h) for integer N, evaluated on the reduced argument.
+
+    frac: h − h0 with h0 = ceil(h − 0.5) (so |frac| ≤ ½); index: h0 (integral values);
+    n: cell count (integral values), broadcastable. Since sin(Nπ(h0+f)) = (−1)^{N·h0} sin(Nπf)
+    and sin(π(h0+f)) = (−1)^{h0} sin(πf), the result is (−1)^{(N−1)h0} sin(Nπf)/sin(πf): the
+    transcendental arguments stay small, so float32 keeps its digits at high-order reflections.
+    At f = 0 the limit N·(−1)^{(N−1)h0} is used.
+    """
+    sign = 1.0 - 2.0 * torch.remainder(index * (n - 1.0), 2.0)
+    x = math.pi * frac
+    safe = torch.where(frac == 0.0, torch.ones_like(x), x)
+    ratio = torch.sin(n * safe) / torch.sin(safe)
+    return sign * torch.where(frac == 0.0, n * torch.ones_like(ratio), ratio)
+
+
+def sincg_direct(h: Tensor, n: Tensor) -> Tensor:
+    """sin(N·π·h)/sin(π·h) on the full argument (used when N is a continuous, differentiable
+    parameter, for which the reduced form's identity does not hold)."""
+    x = math.pi * h
+    safe = torch.where(x == 0.0, torch.ones_like(x), x)
+    return torch.where(x == 0.0, n * torch.ones_like(x), torch.sin(safe * n) / torch.sin(safe))
+
+
+def sinc3(x: Tensor) -> Tensor:
+    """3(sin x / x − cos x)/x², the transform of a sphere (1 at x = 0)."""
+    safe = torch.where(x == 0.0, torch.ones_like(x), x)
+    val = 3.0 * (torch.sin(safe) / safe - torch.cos(safe)) / (safe * safe)
+    return torch.where(x == 0.0, torch.ones_like(x), val)
+
+
+def polarization_factor(kahn: float, incident: Tensor, diffracted: Tensor,
+                        polar_axis: Tensor) -> Tensor:
+    """Kahn polarization factor 0.5·(1 + cos²2θ − K·cos2ψ·sin²2θ).
+
+    incident, diffracted: (..., 3) unit vectors; polar_axis: (3,) unit E-vector direction;
+    ψ is the azimuth of the diffracted ray about the beam, measured from the E-vector.
+    """
+    cos2t = (incident * diffracted).sum(-1)
+    cos2t_sq = cos2t * cos2t
+    sin2t_sq = 1.0 - cos2t_sq
+    if kahn == 0.0:
+        return 0.5 * (1.0 + cos2t_sq)
+    B_in = torch.linalg.cross(polar_axis.expand_as(incident), incident)
+    B_in = B_in / torch.linalg.vector_norm(B_in, dim=-1, keepdim=True)
+    E_in = torch.linalg.cross(incident, B_in)
+    E_in = E_in / torch.linalg.vector_norm(E_in, dim=-1, keepdim=True)
+    psi = -torch.atan2((diffracted * B_in).sum(-1), (diffracted * E_in).sum(-1))
+    return 0.5 * (1.0 + cos2t_sq - kahn * torch.cos(2 * psi) * sin2t_sq)
+
+
+def solid_angle(pixel_size: Tensor, airpath: Tensor, close_distance: Tensor,
+                point_pixel: bool) -> Tensor:
+    """Solid angle of a pixel seen from the sample: (px/R)²·(close_distance/R), or 1/R² for
+    -point_pixel (steradian; R = airpath in m)."""
+    if point_pixel:
+        return 1.0 / airpath / airpath
+    return pixel_size * pixel_size / airpath / airpath * close_distance / airpath
+
+
+def capture_fraction(layer: Tensor, thickstep: Tensor, mu: Tensor, parallax: Tensor) -> Tensor:
+    """Fraction of photons absorbed in sensor layer ``layer`` (0-based) of thickness
+    ``thickstep`` (m), attenuation coefficient ``mu`` (1/m), ray obliquity ``parallax`` = d̂·n̂."""
+    return torch.exp(-layer * thickstep * mu / parallax) - \
+        torch.exp(-(layer + 1) * thickstep * mu / parallax)
