@@ -26,12 +26,12 @@ from .scene import R_E_SQR, WATER_F, Scene
 @dataclass
 class ChunkOutput:
     """values: (P,) pixel intensities (photons); omega_sum: scalar Σ of the solid angles used;
-    killed: interpolation kill-switch state after the chunk (c-parity); trace: captured
-    intermediates of the traced pixel, or None."""
+    killed: interpolation kill-switch state after the chunk (c-parity); traces: captured
+    intermediates of traced pixels, keyed by row."""
     values: Tensor
     omega_sum: Tensor
     killed: Tensor
-    trace: dict | None
+    traces: dict
 
 
 def subpixel_positions(scene: Scene, sp: Tensor, fp: Tensor) -> Tensor:
@@ -101,13 +101,13 @@ def _first_valid_index(valid: Tensor) -> tuple:
 
 
 def render_chunk(scene: Scene, pix: Tensor, killed: Tensor, first_sub: tuple | None = None,
-                 trace_row: int | None = None) -> ChunkOutput:
+                 trace_rows: list = ()) -> ChunkOutput:
     """Render the pixels with flat indices ``pix`` (P,) (raster order, slow-major).
 
     killed: c-parity interpolation kill-switch state before this chunk (bool scalar tensor).
     first_sub: (row in pix, layer, sub-pixel, source) of the first sub-iteration nanoBragg.c
-    executes (c-parity φ=0 carryover), when it lies in this chunk. trace_row: row of the traced
-    pixel in ``pix``, or None.
+    executes (c-parity φ=0 carryover), when it lies in this chunk. trace_rows: rows of ``pix``
+    whose intermediates are captured for tracing.
     """
     cp = scene.c_parity
     smp = scene.cfg.sampling
@@ -239,13 +239,12 @@ def render_chunk(scene: Scene, pix: Tensor, killed: Tensor, first_sub: tuple | N
 
     omega_sum = omega_used.sum()
 
-    trace = None
-    if trace_row is not None:
-        trace = _capture_trace(scene, trace_row, first_sub, pos, airpath, diffracted, omega_used,
-                               incident, lam, scat, valid, h, h0, F_latt, comps, F_cell,
-                               executed, pol_all, polar_pixel, cf_sub, omega_sub, I, value,
-                               cf_last, omega_pixel)
-    return ChunkOutput(values=value, omega_sum=omega_sum, killed=new_killed, trace=trace)
+    traces = {row: _capture_trace(scene, row, first_sub, pos, airpath, diffracted, omega_used,
+                                  incident, lam, scat, valid, h, h0, F_latt, comps, F_cell,
+                                  executed, pol_all, polar_pixel, cf_sub, omega_sub, I, value,
+                                  cf_last, omega_pixel)
+              for row in trace_rows}
+    return ChunkOutput(values=value, omega_sum=omega_sum, killed=new_killed, traces=traces)
 
 
 def _capture_trace(scene, r, first_sub, pos, airpath, diffracted, omega_used, incident, lam, scat,

@@ -25,10 +25,10 @@ BYTES_PER_EVAL_INTERP = 2400          # tricubic interpolation gathers 64 neighb
 class RenderResult:
     """image: (slow, fast) intensities (photons) on the scene's device and dtype, 0 outside the
     ROI/mask; omega_sum: Σ of solid angles over rendered sub-pixels (sr); trace: captured
-    intermediates of the traced pixel (or None); n_pixels: pixels rendered."""
+    intermediates of each traced pixel, keyed by (slow, fast); n_pixels: pixels rendered."""
     image: Tensor
     omega_sum: float
-    trace: dict | None
+    traces: dict
     n_pixels: int
 
 
@@ -81,39 +81,40 @@ def first_executed_subiteration(scene: Scene, pix: Tensor, chunk: int) -> tuple 
 
 
 def render(scene: Scene, *, max_memory: int = DEFAULT_MAX_MEMORY,
-           trace_pixel: tuple | None = None,
+           trace_pixels: list | tuple = (),
            progress: Callable[[int, int], None] | None = None) -> RenderResult:
-    """Render the whole image. trace_pixel: (slow, fast) to capture, or None."""
+    """Render the whole image; capture the kernel's intermediates for ``trace_pixels``, a list of
+    (slow, fast) (pixels outside the ROI/mask are not rendered, hence not traced)."""
     pix = rendered_pixels(scene)
     n = pix.numel()
     chunk = chunk_pixels(scene, max_memory)
     first = None
     if scene.orient_first is not None:
         first = first_executed_subiteration(scene, pix, chunk)
-    trace_at = None
-    if trace_pixel is not None:
-        flat = trace_pixel[0] * scene.fpixels + trace_pixel[1]
-        hits = (pix == flat).nonzero()
-        trace_at = int(hits[0, 0]) if hits.numel() else None
+    trace_at = {}
+    for s, f in trace_pixels:
+        hits = (pix == s * scene.fpixels + f).nonzero()
+        if hits.numel():
+            trace_at[int(hits[0, 0])] = (s, f)
 
     killed = torch.zeros((), dtype=torch.bool, device=scene.device)
-    values, omega_sum, trace = [], 0.0, None
+    values, omega_sum, traces = [], 0.0, {}
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         first_local = None
         if first is not None and start <= first[0] < stop:
             first_local = (first[0] - start,) + tuple(first[1:])
-        trace_row = trace_at - start if trace_at is not None and start <= trace_at < stop else None
-        out = render_chunk(scene, pix[start:stop], killed, first_local, trace_row)
+        rows = {k - start: v for k, v in trace_at.items() if start <= k < stop}
+        out = render_chunk(scene, pix[start:stop], killed, first_local, list(rows))
         values.append(out.values)
         killed = out.killed
         omega_sum = omega_sum + out.omega_sum
-        if out.trace is not None:
-            trace = out.trace
+        for row, capture in out.traces.items():
+            traces[rows[row]] = capture
         if progress is not None:
             progress(stop, n)
     flat_image = torch.zeros(scene.spixels * scene.fpixels, dtype=scene.dtype, device=scene.device)
     if values:
         flat_image = flat_image.index_put((pix,), torch.cat(values))
     return RenderResult(image=flat_image.reshape(scene.spixels, scene.fpixels),
-                        omega_sum=float(omega_sum), trace=trace, n_pixels=n)
+                        omega_sum=float(omega_sum), traces=traces, n_pixels=n)

@@ -217,14 +217,19 @@ class NanoRandom:
             if not draw() > t:
                 return em
 
-    def mosaic_rotation_umat(self, mosaicity: float, seed) -> list[float]:
-        """C ``mosaic_rotation_umat``: a random rotation (row-major, 9 doubles) by
-        ``(float)mosaicity * powf(1-r3^2, 1/3)`` radians about an isotropic random axis."""
+    def mosaic_axis_angle(self, mosaicity: float, seed) -> tuple:
+        """The random part of C ``mosaic_rotation_umat``: an isotropic unit axis (v1, v2, v3) and
+        the angle ``(float)mosaicity * powf(1-r3^2, 1/3)`` in radians (three draws)."""
         seed = _as_seed(seed)
         r1, r2, r3 = (2.0 * self.ran1(seed) - 1.0 for _ in range(3))
         xyrad = math.sqrt(1.0 - r2 * r2)
         rot = f32(f32(mosaicity) * _powf(1.0 - r3 * r3, 1.0 / 3.0))
-        v1, v2, v3 = xyrad * math.sin(math.pi * r1), xyrad * math.cos(math.pi * r1), r2
+        return (xyrad * math.sin(math.pi * r1), xyrad * math.cos(math.pi * r1), r2), rot
+
+    def mosaic_rotation_umat(self, mosaicity: float, seed) -> list[float]:
+        """C ``mosaic_rotation_umat``: a random rotation (row-major, 9 doubles) by
+        ``(float)mosaicity * powf(1-r3^2, 1/3)`` radians about an isotropic random axis."""
+        (v1, v2, v3), rot = self.mosaic_axis_angle(mosaicity, seed)
         c, s = math.cos(rot), math.sin(rot)
         t2 = 1.0 - c
         t6 = t2 * v1
@@ -232,6 +237,14 @@ class NanoRandom:
         return [c + t2 * (v1 * v1), t7 - s * v3, t11 + s * v2,
                 t7 + s * v3, c + t2 * (v2 * v2), t19 - s * v1,
                 t11 - s * v2, t19 + s * v1, c + t2 * (v3 * v3)]
+
+    def mosaic_axes_angles(self, spread_rad: float, n_domains: int, seed) -> tuple:
+        """Axes (n, 3) and angles (n,) of the mosaic domains (domain 0's are drawn but it is the
+        identity in nanoBragg.c); for rebuilding the rotations differentiably in the spread."""
+        seed = _as_seed(seed)
+        draws = [self.mosaic_axis_angle(spread_rad, seed) for _ in range(n_domains)]
+        return (np.array([d[0] for d in draws], dtype=np.float64),
+                np.array([d[1] for d in draws], dtype=np.float64))
 
     def mosaic_umats(self, spread_rad: float, n_domains: int, seed) -> np.ndarray:
         """nanoBragg.c's mosaic domains, (n, 3, 3) float64: mosaic_rotation_umat(spread_rad) per
@@ -377,6 +390,11 @@ def mosaic_rotation_umat(mosaicity_rad: float, seed, rng: NanoRandom | None = No
 def mosaic_umats(spread_rad: float, n_domains: int, seed, rng: NanoRandom | None = None) -> np.ndarray:
     """:meth:`NanoRandom.mosaic_umats`; ``rng=None`` means a fresh C process state."""
     return _rng(rng).mosaic_umats(spread_rad, n_domains, seed)
+
+
+def mosaic_axes_angles(spread_rad: float, n_domains: int, seed, rng: NanoRandom | None = None):
+    """:meth:`NanoRandom.mosaic_axes_angles`; ``rng=None`` means a fresh C process state."""
+    return _rng(rng).mosaic_axes_angles(spread_rad, n_domains, seed)
 
 
 def random_misset(seed, rng: NanoRandom | None = None) -> tuple[float, float, float]:

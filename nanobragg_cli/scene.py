@@ -382,9 +382,9 @@ def umats_from_axis_angle(v: Tensor, rot: Tensor, identity_first: bool) -> Tenso
     t12 = t8 * v2
     t19 = t2 * v2 * v3
     t20 = t8 * v1
-    U = torch.stack((t1 + t2 * v1 * v1, t7 - t9, t11 + t12,
-                     t7 + t9, t1 + t2 * v2 * v2, t19 - t20,
-                     t11 - t12, t19 + t20, t1 + t2 * v3 * v3), dim=-1).reshape(-1, 3, 3)
+    U = torch.stack((t1 + t2 * (v1 * v1), t7 - t9, t11 + t12,
+                     t7 + t9, t1 + t2 * (v2 * v2), t19 - t20,
+                     t11 - t12, t19 + t20, t1 + t2 * (v3 * v3)), dim=-1).reshape(-1, 3, 3)
     if identity_first:
         eye = torch.eye(3, dtype=U.dtype, device=U.device).unsqueeze(0)
         first = torch.zeros(U.shape[0], 1, 1, dtype=U.dtype, device=U.device)

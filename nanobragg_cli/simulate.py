@@ -128,14 +128,18 @@ class SimulationResult:
     overloads: int
     trace_lines: list
     trace_record: dict | None
+    traces: dict
     messages: list
     rendered: np.ndarray
     omega_sum: float
     seconds: float
 
 
-def run_simulation(cfg: Config, tool: ToolOptions, progress=None) -> SimulationResult:
-    """Build the scene, render, and compute every output in memory."""
+def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
+                   extra_trace_pixels: list = ()) -> SimulationResult:
+    """Build the scene, render, and compute every output in memory. ``extra_trace_pixels``:
+    more (slow, fast) pixels to trace in the same render (``traces`` holds every traced pixel's
+    (lines, record)); ``trace_lines``/``trace_record`` are those of -trace_pixel."""
     import torch
     from . import rng
     from .outputs import image_stats, int_scale, pgm_scale
@@ -155,8 +159,11 @@ def run_simulation(cfg: Config, tool: ToolOptions, progress=None) -> SimulationR
     scene = build_scene(cfg, c_parity=tool.c_parity, dtype=dtype, device=tool.device,
                         messages=messages, random=random)
     out = cfg.output
+    wanted = list(extra_trace_pixels)
+    if out.trace_pixel is not None:
+        wanted.append(tuple(out.trace_pixel))
     result = render(scene, max_memory=tool.max_memory or DEFAULT_MAX_MEMORY,
-                    trace_pixel=out.trace_pixel, progress=progress)
+                    trace_pixels=wanted, progress=progress)
     image = result.image.detach().to("cpu").to(torch.float32).numpy()
     rendered = rendered_pixels(scene).cpu().numpy()
     stats = image_stats(image, rendered, scene.roi, float(scene.subpixel_size),
@@ -166,13 +173,15 @@ def run_simulation(cfg: Config, tool: ToolOptions, progress=None) -> SimulationR
     noise, photons, overloads = None, 0.0, 0
     if out.calculate_noise:
         noise, photons, overloads = random.noise_image(image, out.seed, out.adc, scene.roi)
+    traces = {px: trace_records(scene, cap) for px, cap in result.traces.items()}
     lines, record = [], None
-    if result.trace is not None:
-        lines, record = trace_records(scene, result.trace)
+    if out.trace_pixel is not None and tuple(out.trace_pixel) in traces:
+        lines, record = traces[tuple(out.trace_pixel)]
     return SimulationResult(
         cfg=cfg, scene=scene, image=image, image_tensor=result.image, stats=stats,
         intfile_scale=iscale, pgm_scale=pscale, noise=noise, noise_photons=photons,
-        overloads=overloads, trace_lines=lines, trace_record=record, messages=messages,
+        overloads=overloads, trace_lines=lines, trace_record=record, traces=traces,
+        messages=messages,
         rendered=rendered, omega_sum=result.omega_sum, seconds=time.perf_counter() - t0)
 
 
