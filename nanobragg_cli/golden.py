@@ -116,9 +116,10 @@ class CaseRun:
 
 def run_case(case: Case, golden: Path, *, c_parity: bool = True, default_mode: bool = False,
              dtype: str = "float64", device: str = "cpu", trace: bool = True,
-             extra_args: list = ()) -> CaseRun:
+             extra_args: list = (), window: tuple | None = None) -> CaseRun:
     """Run a case in-process (the CLI's code path). ``default_mode`` uses the case's
-    default_mode_args (for the *_spec references) without --c-parity."""
+    default_mode_args (for the *_spec references) without --c-parity. ``window``: compute only
+    that block of the image (slow_min, slow_max, fast_min, fast_max)."""
     from .simulate import (ToolOptions, output_files, prepare, report_lines, run_simulation)
     from .trace import format_lines
 
@@ -133,7 +134,8 @@ def run_case(case: Case, golden: Path, *, c_parity: bool = True, default_mode: b
         cfg = prepare(argv)
         buf = io.StringIO()
         with redirect_stdout(buf):
-            res = run_simulation(cfg, tool, extra_trace_pixels=case.trace_pixels if trace else [])
+            res = run_simulation(cfg, tool, extra_trace_pixels=case.trace_pixels if trace else [],
+                                 window=window)
         files = {}
         flag_of = {cfg.output.floatfile: "float", cfg.output.intfile: "int",
                    cfg.output.pgmfile: "pgm", cfg.output.noisefile: "noise"}

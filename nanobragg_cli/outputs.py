@@ -90,13 +90,21 @@ def float_bytes(img: np.ndarray) -> bytes:
     return float_image_bytes(img)
 
 
+def header_overflow(scene) -> str:
+    """How to write an SMV header longer than 512 bytes (rare: long %g numbers). C-parity quirk
+    (SMV header overflow): nanoBragg.c writes the longer text anyway, so its pixels start late in a
+    file that says HEADER_BYTES=512; the default mode writes a valid, larger header."""
+    return "like_c" if scene.c_parity else "grow"
+
+
 def int_bytes(scene, img: np.ndarray, scale: float) -> bytes:
     out = scene.cfg.output
-    return smv_bytes(smv_header(scene), int_image(img, scale, out.adc, scene.roi))
+    return smv_bytes(smv_header(scene), int_image(img, scale, out.adc, scene.roi),
+                     header_overflow(scene))
 
 
 def noise_bytes(scene, noise: np.ndarray) -> bytes:
-    return smv_bytes(smv_header(scene), noise)
+    return smv_bytes(smv_header(scene), noise, header_overflow(scene))
 
 
 def pgm_image_bytes(scene, img: np.ndarray, scale: float) -> bytes:

@@ -81,16 +81,32 @@ def first_executed_subiteration(scene: Scene, pix: Tensor, chunk: int) -> tuple 
 
 
 def render(scene: Scene, *, max_memory: int = DEFAULT_MAX_MEMORY,
-           trace_pixels: list | tuple = (),
+           trace_pixels: list | tuple = (), window: tuple | None = None,
            progress: Callable[[int, int], None] | None = None) -> RenderResult:
-    """Render the whole image; capture the kernel's intermediates for ``trace_pixels``, a list of
-    (slow, fast) (pixels outside the ROI/mask are not rendered, hence not traced)."""
+    """Render the image; capture the kernel's intermediates for ``trace_pixels``, a list of
+    (slow, fast) (pixels outside the ROI/mask are not rendered, hence not traced).
+
+    ``window`` = (slow_min, slow_max, fast_min, fast_max), inclusive, computes only those pixels
+    of the run (others stay 0) while keeping the run's state as if the whole ROI were rendered:
+    the φ=0 carryover of --c-parity still starts at the run's first pixel. (With the
+    interpolation kill-switch of --c-parity, pixels before the window are not evaluated, so a
+    window is exact only if nothing before it would have switched interpolation off.)
+    """
     pix = rendered_pixels(scene)
-    n = pix.numel()
     chunk = chunk_pixels(scene, max_memory)
     first = None
     if scene.orient_first is not None:
         first = first_executed_subiteration(scene, pix, chunk)
+    if window is not None:
+        s0, s1, f0, f1 = window
+        sp, fp = pix // scene.fpixels, pix % scene.fpixels
+        inside = (sp >= s0) & (sp <= s1) & (fp >= f0) & (fp <= f1)
+        keep = inside.nonzero()[:, 0]
+        if first is not None:
+            hit = (keep == first[0]).nonzero()
+            first = (int(hit[0, 0]),) + tuple(first[1:]) if hit.numel() else None
+        pix = pix[keep]
+    n = pix.numel()
     trace_at = {}
     for s, f in trace_pixels:
         hits = (pix == s * scene.fpixels + f).nonzero()

@@ -136,10 +136,11 @@ class SimulationResult:
 
 
 def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
-                   extra_trace_pixels: list = ()) -> SimulationResult:
+                   extra_trace_pixels: list = (), window: tuple | None = None) -> SimulationResult:
     """Build the scene, render, and compute every output in memory. ``extra_trace_pixels``:
     more (slow, fast) pixels to trace in the same render (``traces`` holds every traced pixel's
-    (lines, record)); ``trace_lines``/``trace_record`` are those of -trace_pixel."""
+    (lines, record)); ``trace_lines``/``trace_record`` are those of -trace_pixel. ``window``:
+    compute only that (slow_min, slow_max, fast_min, fast_max) block (see render.render)."""
     import torch
     from . import rng
     from .outputs import image_stats, int_scale, pgm_scale
@@ -163,7 +164,7 @@ def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
     if out.trace_pixel is not None:
         wanted.append(tuple(out.trace_pixel))
     result = render(scene, max_memory=tool.max_memory or DEFAULT_MAX_MEMORY,
-                    trace_pixels=wanted, progress=progress)
+                    trace_pixels=wanted, window=window, progress=progress)
     image = result.image.detach().to("cpu").to(torch.float32).numpy()
     rendered = rendered_pixels(scene).cpu().numpy()
     stats = image_stats(image, rendered, scene.roi, float(scene.subpixel_size),

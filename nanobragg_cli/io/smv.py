@@ -68,13 +68,15 @@ def _d(x: int) -> str:
     return "%d" % int(x)
 
 
-def format_smv_header(h: SMVHeader) -> bytes:
+def format_smv_header(h: SMVHeader, overflow: str = "error") -> bytes:
     """The exact 512-byte header nanoBragg.c writes before an SMV image's pixels.
 
     Text lines as C prints them (``%g`` numbers, ``DIALS_ORIGIN`` without ``;``), then ``}\\f``,
     then spaces up to byte 512.  BYTE_ORDER is always ``little_endian`` (the byte order we write).
-    Raises :class:`NanoBraggError` if the text would not fit in 512 bytes (C has no guard and
-    would then write a corrupt file).
+    If the text does not fit in 512 bytes, ``overflow`` decides: "error" raises
+    :class:`NanoBraggError`; "like_c" returns the longer text unpadded, as nanoBragg.c writes it
+    (the file then claims HEADER_BYTES=512 but its pixels start later: corrupt for readers);
+    "grow" writes a valid header of the next multiple of 512 bytes with HEADER_BYTES updated.
     """
     o = h.dials_origin
     if len(o) != 3:
@@ -95,6 +97,14 @@ def format_smv_header(h: SMVHeader) -> bytes:
         f"TWOTHETA={_g(h.twotheta)};\n"
         "DETECTOR_SN=000;\nBEAMLINE=fake;\n}\f"
     ).encode("ascii")
+    if len(text) > SMV_HEADER_BYTES and overflow == "like_c":
+        return text
+    if len(text) > SMV_HEADER_BYTES and overflow == "grow":
+        size = SMV_HEADER_BYTES
+        while len(text) + 1 > size:
+            size += SMV_HEADER_BYTES
+        text = text.replace(b"HEADER_BYTES=512;", b"HEADER_BYTES=%d;" % size, 1)
+        return text + b" " * (size - len(text))
     if len(text) > SMV_HEADER_BYTES:
         raise NanoBraggError(
             f"SMV header text is {len(text)} bytes, more than the {SMV_HEADER_BYTES} bytes "
@@ -145,8 +155,9 @@ def int_image(float_img, scale: float, adc: float, roi: Roi | None = None) -> np
     return out
 
 
-def smv_bytes(header: SMVHeader, data) -> bytes:
-    """A complete SMV file: :func:`format_smv_header` + ``data`` (uint16 [slow, fast]) little-endian."""
+def smv_bytes(header: SMVHeader, data, overflow: str = "error") -> bytes:
+    """A complete SMV file: :func:`format_smv_header` + ``data`` (uint16 [slow, fast]) little-endian.
+    ``overflow``: see :func:`format_smv_header`."""
     arr = np.asarray(data)
     if arr.shape != (int(header.size2), int(header.size1)):
         raise ValueError(
@@ -155,7 +166,7 @@ def smv_bytes(header: SMVHeader, data) -> bytes:
         )
     if arr.dtype != np.uint16:
         raise ValueError(f"SMV pixels must be uint16, got {arr.dtype}")
-    return format_smv_header(header) + np.ascontiguousarray(arr, dtype="<u2").tobytes()
+    return format_smv_header(header, overflow) + np.ascontiguousarray(arr, dtype="<u2").tobytes()
 
 
 # ------------------------------------------------------------------------------------ reading
