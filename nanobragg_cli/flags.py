@@ -51,16 +51,37 @@ def _vec(name, vals):
     return tuple(parse_float(name, v) for v in vals[:3])
 
 
-def _set(attr, scale=1.0, integer=False):
+def _checked(name, text, value, lower):
+    """Refuse values below ``lower``: "pos" (> 0), "nonneg" (>= 0) or an integer minimum.
+
+    nanoBragg.c reads a negative or zero value of these flags as "not given" (its sentinel) or
+    computes NaN/inf from it; a user who types one has made a mistake, so say so.
+    """
+    if lower == "pos" and not value > 0:
+        raise FlagError(f"{name}: must be positive, got {text!r}")
+    if lower == "nonneg" and value < 0:
+        raise FlagError(f"{name}: must not be negative, got {text!r}")
+    if isinstance(lower, int) and value < lower:
+        raise FlagError(f"{name}: must be at least {lower}, got {text!r}")
+    return value
+
+
+def _value(name, text, scale, integer, lower):
+    value = parse_int(name, text) if integer else parse_float(name, text)
+    if lower is not None:
+        _checked(name, text, value, lower)
+    return value if integer else value * scale
+
+
+def _set(attr, scale=1.0, integer=False, lower=None):
     def apply(o, name, vals):
-        value = parse_int(name, vals[0]) if integer else parse_float(name, vals[0]) * scale
-        setattr(o, attr, value)
+        setattr(o, attr, _value(name, vals[0], scale, integer, lower))
     return apply
 
 
-def _set_many(attrs, scale=1.0, integer=False):
+def _set_many(attrs, scale=1.0, integer=False, lower=None):
     def apply(o, name, vals):
-        value = parse_int(name, vals[0]) if integer else parse_float(name, vals[0]) * scale
+        value = _value(name, vals[0], scale, integer, lower)
         for a in attrs:
             setattr(o, a, value)
     return apply
@@ -80,25 +101,35 @@ def _ignored(reason):
 
 # ---- handlers with side effects -------------------------------------------------------------
 
+def _cell_count(name, text):
+    n = parse_int(name, text)
+    if n < 0:
+        raise FlagError(f"{name}: the number of unit cells must not be negative, got {text!r} "
+                        "(0 and 1 both mean one cell, as in nanoBragg.c)")
+    return float(n)
+
+
 def _cells(attr):
     def apply(o, name, vals):
-        n = parse_int(name, vals[0])
-        setattr(o, attr, float(n))
+        setattr(o, attr, _cell_count(name, vals[0]))
     return apply
 
 
 def _N(o, name, vals):
-    n = parse_int(name, vals[0])
-    o.Na = o.Nb = o.Nc = float(n)
+    o.Na = o.Nb = o.Nc = _cell_count(name, vals[0])
 
 
 def _cell(o, name, vals):
+    if not vals:
+        raise FlagError(f"{name}: expected 1 to 6 numbers (a b c alpha beta gamma)")
     o.user_cell = True
     for k, v in enumerate(vals):
         x = parse_float(name, v)
+        if k < 3 and not x > 0:
+            raise FlagError(f"{name}: cell lengths must be positive, got {v!r}")
+        if k >= 3 and not 0 < x < 180:
+            raise FlagError(f"{name}: cell angles must lie between 0 and 180 degrees, got {v!r}")
         o.cell[k] = x if k < 3 else x / RTD
-    if not vals:
-        raise FlagError(f"{name}: expected 1 to 6 numbers (a b c alpha beta gamma)")
 
 
 def _misset(o, name, vals):
@@ -109,9 +140,9 @@ def _misset(o, name, vals):
     o.misset_angles = tuple(parse_float(name, v) / RTD for v in vals)
 
 
-def _pivot_by(attr, scale, pivot):
+def _pivot_by(attr, scale, pivot, lower=None):
     def apply(o, name, vals):
-        setattr(o, attr, parse_float(name, vals[0]) * scale)
+        setattr(o, attr, _value(name, vals[0], scale, False, lower))
         o.pivot = pivot
         o.pivot_set_by = name
     return apply
@@ -171,6 +202,8 @@ def _twotheta(o, name, vals):
 def _detector_abs(o, name, vals):
     v = vals[0]
     x = parse_float(name, v, allow_inf=True)
+    if x < 0:
+        raise FlagError(f"{name}: must not be negative, got {v!r} (inf or 0: no absorption)")
     if "inf" in v or x == 0.0 or math.isinf(x):
         o.detector_thick = 0.0
         o.detector_mu = 0.0
@@ -179,7 +212,7 @@ def _detector_abs(o, name, vals):
 
 
 def _detpixels(o, name, vals):
-    o.fpixels = o.spixels = parse_int(name, vals[0])
+    o.fpixels = o.spixels = _value(name, vals[0], 1, True, 1)
 
 
 def _curved(o, name, vals):
@@ -192,7 +225,7 @@ def _polar(o, name, vals):
 
 
 def _roi(o, name, vals):
-    o.roi = [parse_int(name, v) for v in vals]
+    o.roi = [_value(name, v, 1, True, 0) for v in vals]
 
 
 def _energy(o, name, vals):
@@ -203,7 +236,7 @@ def _energy(o, name, vals):
 
 
 def _divergence(o, name, vals):
-    o.hdivrange = o.vdivrange = parse_float(name, vals[0]) / 1000.0
+    o.hdivrange = o.vdivrange = _value(name, vals[0], 1e-3, False, "nonneg")
 
 
 def _output(attr, switch=None):
@@ -235,12 +268,18 @@ def _seed_like(attr):
 
 
 def _trace_pixel(o, name, vals):
-    o.trace_pixel = (parse_int(name, vals[0]), parse_int(name, vals[1]))
+    o.trace_pixel = (_value(name, vals[0], 1, True, 0), _value(name, vals[1], 1, True, 0))
 
 
 def _printout_pixel(o, name, vals):
     o.printout = True
-    o.printout_pixel = (parse_int(name, vals[0]), parse_int(name, vals[1]))
+    o.printout_pixel = (_value(name, vals[0], 1, True, 0), _value(name, vals[1], 1, True, 0))
+
+
+def _oversample(o, name, vals):
+    o.oversample = _value(name, vals[0], 1, True, 0)
+    if o.oversample == 0:
+        o.warn(f"{name} 0 selects the automatic oversampling, as in nanoBragg.c")
 
 
 def _nothing(o, name, vals):
@@ -276,13 +315,14 @@ FLAGS: tuple = (
     Flag(("-Nc",), 1, "Crystal", "cells", "1", "unit cells along c", _cells("Nc")),
     Flag(("-xtalsize", "-xtal_size", "-samplesize", "-sample_size"), 1, "Crystal", "mm", "0",
          "crystal size along x, y, z (sets N from the cell)",
-         _set_many(("sample_x", "sample_y", "sample_z"), 1e-3)),
+         _set_many(("sample_x", "sample_y", "sample_z"), 1e-3, lower="nonneg")),
     Flag(("-xtal_thick", "-xtal_x", "-sample_thick", "-sample_x"), 1, "Crystal", "mm", "0",
-         "crystal size along x", _set("sample_x", 1e-3)),
+         "crystal size along x", _set("sample_x", 1e-3, lower="nonneg")),
     Flag(("-xtal_width", "-xtal_y", "-sample_width", "-sample_y", "-width"), 1, "Crystal", "mm",
-         "0", "crystal size along y (clipped to the beam size)", _set("sample_y", 1e-3)),
+         "0", "crystal size along y (clipped to the beam size)",
+         _set("sample_y", 1e-3, lower="nonneg")),
     Flag(("-xtal_z", "-sample_z"), 1, "Crystal", "mm", "0",
-         "crystal size along z (clipped to the beam size)", _set("sample_z", 1e-3),
+         "crystal size along z (clipped to the beam size)", _set("sample_z", 1e-3, lower="nonneg"),
          prefixes=("-xtal_heigh", "-sample_heigh", "-heigh")),
     Flag(("-hkl",), 1, "Crystal", "file", "none", "structure factors: h k l F per line",
          _output("hklfile")),
@@ -305,44 +345,44 @@ FLAGS: tuple = (
     Flag(("-fudge",), 1, "Crystal", "", "1", "spot-shape factor for round/gauss/tophat",
          _set("fudge")),
     Flag(("-mosaic",), 1, "Crystal", "deg", "0", "isotropic mosaic spread",
-         _set("mosaic_spread", 1 / RTD), prefixes=("-mosaici", "-mosaic_spr")),
+         _set("mosaic_spread", 1 / RTD, lower="nonneg"), prefixes=("-mosaici", "-mosaic_spr")),
     Flag(("-mosaic_domains",), 1, "Crystal", "int", "1 (10 if -mosaic)",
-         "number of mosaic domains", _set("mosaic_domains", integer=True),
+         "number of mosaic domains", _set("mosaic_domains", integer=True, lower=1),
          prefixes=("-mosaic_dom",)),
     Flag(("-mosaic_seed",), 1, "Crystal", "int", "12345678", "seed of the mosaic domains",
          _seed_like("mosaic_seed")),
     # ---- Beam ----
-    Flag(("-lambda",), 1, "Beam", "Å", "1", "wavelength", _set("lambda0", 1e-10),
+    Flag(("-lambda",), 1, "Beam", "Å", "1", "wavelength", _set("lambda0", 1e-10, lower="pos"),
          prefixes=("-wave",)),
     Flag(("-energy",), 1, "Beam", "eV", "12398.42", "photon energy (sets the wavelength)",
          _energy),
     Flag(("-fluence",), 1, "Beam", "photons/m²", "1.25932e29", "integrated incident fluence",
-         _set("fluence")),
+         _set("fluence", lower="nonneg")),
     Flag(("-flux",), 1, "Beam", "photons/s", "0", "flux (fluence = flux*exposure/beamsize²)",
-         _set("flux")),
-    Flag(("-exposure",), 1, "Beam", "s", "1", "exposure time", _set("exposure")),
+         _set("flux", lower="nonneg")),
+    Flag(("-exposure",), 1, "Beam", "s", "1", "exposure time", _set("exposure", lower="pos")),
     Flag(("-beamsize",), 1, "Beam", "mm", "0.1", "beam size (also clips the crystal)",
-         _set("beamsize", 1e-3)),
+         _set("beamsize", 1e-3, lower="pos")),
     Flag(("-dispersion",), 1, "Beam", "%", "0", "spectral dispersion Δλ/λ",
-         _set("dispersion", 0.01)),
+         _set("dispersion", 0.01, lower="nonneg")),
     Flag(("-dispsteps",), 1, "Beam", "int", "auto", "number of wavelengths",
-         _set("dispsteps", integer=True)),
+         _set("dispsteps", integer=True, lower=1)),
     Flag(("-divergence",), 1, "Beam", "mrad", "0", "horizontal and vertical divergence",
          _divergence),
     Flag(("-hdivrange",), 1, "Beam", "mrad", "0", "horizontal divergence",
-         _set("hdivrange", 1e-3)),
+         _set("hdivrange", 1e-3, lower="nonneg")),
     Flag(("-vdivrange",), 1, "Beam", "mrad", "0", "vertical divergence",
-         _set("vdivrange", 1e-3)),
+         _set("vdivrange", 1e-3, lower="nonneg")),
     Flag(("-hdivstep",), 1, "Beam", "mrad", "auto", "horizontal divergence step",
-         _set("hdivstep", 1e-3)),
+         _set("hdivstep", 1e-3, lower="nonneg")),
     Flag(("-vdivstep",), 1, "Beam", "mrad", "auto", "vertical divergence step",
-         _set("vdivstep", 1e-3)),
+         _set("vdivstep", 1e-3, lower="nonneg")),
     Flag(("-hdivsteps",), 1, "Beam", "int", "auto", "horizontal divergence steps",
-         _set("hdivsteps", integer=True)),
+         _set("hdivsteps", integer=True, lower=1)),
     Flag(("-vdivsteps",), 1, "Beam", "int", "auto", "vertical divergence steps",
-         _set("vdivsteps", integer=True)),
+         _set("vdivsteps", integer=True, lower=1)),
     Flag(("-divsteps",), 1, "Beam", "int", "auto", "divergence steps (both directions)",
-         _set_many(("hdivsteps", "vdivsteps"), integer=True)),
+         _set_many(("hdivsteps", "vdivsteps"), integer=True, lower=1)),
     Flag(("-round_div",), 0, "Beam", "", "on", "cut the divergence grid to an ellipse",
          _true("round_div", True)),
     Flag(("-square_div",), 0, "Beam", "", "off", "full rectangular divergence grid",
@@ -359,23 +399,23 @@ FLAGS: tuple = (
          "direction of the incident beam (switches to CUSTOM)", _custom_vector("beam_vector")),
     # ---- Detector ----
     Flag(("-distance",), 1, "Detector", "mm", "100", "sample to beam spot distance (pivot=beam)",
-         _pivot_by("distance", 1e-3, "beam")),
+         _pivot_by("distance", 1e-3, "beam", "pos")),
     Flag(("-close_distance",), 1, "Detector", "mm", "from -distance",
          "sample to nearest point of the detector plane (pivot=sample)",
-         _pivot_by("close_distance", 1e-3, "sample")),
-    Flag(("-pixel",), 1, "Detector", "mm", "0.1", "pixel size", _set("pixel_size", 1e-3)),
+         _pivot_by("close_distance", 1e-3, "sample", "pos")),
+    Flag(("-pixel",), 1, "Detector", "mm", "0.1", "pixel size", _set("pixel_size", 1e-3, lower="pos")),
     Flag(("-detpixels",), 1, "Detector", "pixels", "1024", "pixels along fast and slow",
          _detpixels),
     Flag(("-detpixels_f", "-detpixels_x"), 1, "Detector", "pixels", "1024", "fast pixels",
-         _set("fpixels", integer=True)),
+         _set("fpixels", integer=True, lower=1)),
     Flag(("-detpixels_s", "-detpixels_y"), 1, "Detector", "pixels", "1024", "slow pixels",
-         _set("spixels", integer=True)),
+         _set("spixels", integer=True, lower=1)),
     Flag(("-detsize",), 1, "Detector", "mm", "102.4", "detector size (fast and slow)",
-         _set_many(("detsize_f", "detsize_s"), 1e-3)),
+         _set_many(("detsize_f", "detsize_s"), 1e-3, lower="pos")),
     Flag(("-detsize_f",), 1, "Detector", "mm", "102.4", "detector size along fast",
-         _set("detsize_f", 1e-3)),
+         _set("detsize_f", 1e-3, lower="pos")),
     Flag(("-detsize_s",), 1, "Detector", "mm", "102.4", "detector size along slow",
-         _set("detsize_s", 1e-3)),
+         _set("detsize_s", 1e-3, lower="pos")),
     Flag(("-Xbeam",), 1, "Detector", "mm", "centre", "direct beam position (MOSFLM: slow)",
          _pivot_by("Xbeam", 1e-3, "beam")),
     Flag(("-Ybeam",), 1, "Detector", "mm", "centre", "direct beam position (MOSFLM: fast)",
@@ -429,27 +469,28 @@ FLAGS: tuple = (
     Flag(("-mask",), 1, "Detector", "file", "none",
          "SMV mask: pixels that are 0 are skipped (geometry read from its header)", _nothing),
     # ---- Sampling ----
-    Flag(("-oversample",), 1, "Sampling", "int", "auto", "sub-pixels per pixel edge",
-         _set("oversample", integer=True)),
+    Flag(("-oversample",), 1, "Sampling", "int", "auto", "sub-pixels per pixel edge (0 = auto)",
+         _oversample),
     Flag(("-phi",), 1, "Sampling", "deg", "0", "starting spindle angle", _set("phi0", 1 / RTD)),
-    Flag(("-osc",), 1, "Sampling", "deg", "auto", "oscillation range", _set("osc", 1 / RTD)),
-    Flag(("-phistep",), 1, "Sampling", "deg", "auto", "spindle step", _set("phistep", 1 / RTD)),
-    Flag(("-phisteps",), 1, "Sampling", "int", "auto", "number of spindle steps",
-         _set("phisteps", integer=True)),
+    Flag(("-osc",), 1, "Sampling", "deg", "auto", "oscillation range", _set("osc", 1 / RTD, lower="nonneg")),
+    Flag(("-phistep",), 1, "Sampling", "deg", "auto", "spindle step",
+         _set("phistep", 1 / RTD, lower="nonneg")),
+    Flag(("-phisteps",), 1, "Sampling", "int", "auto", "number of spindle steps (0 = 1)",
+         _set("phisteps", integer=True, lower=0)),
     Flag(("-spindle_axis",), 3, "Sampling", "unit vector", "per convention",
          "spindle rotation axis (switches to CUSTOM)", _custom_vector("spindle_vector")),
     Flag(("-roi",), 4, "Sampling", "pixels", "whole detector",
          "render only xmin xmax ymin ymax (fast, slow; inclusive)", _roi),
     Flag(("-dmin",), 1, "Sampling", "Å", "0", "skip scattering beyond this resolution",
-         _set("dmin", 1e-10)),
+         _set("dmin", 1e-10, lower="nonneg")),
     # ---- Sensor ----
     Flag(("-detector_thick",), 1, "Sensor", "µm", "0", "sensor thickness",
-         _set("detector_thick", 1e-6)),
+         _set("detector_thick", 1e-6, lower="nonneg")),
     Flag(("-detector_abs",), 1, "Sensor", "µm | inf", "inf",
          "sensor attenuation length (inf or 0: no absorption)", _detector_abs,
          prefixes=("-detector_abs",)),
     Flag(("-detector_thicksteps", "-thicksteps"), 1, "Sensor", "int", "auto",
-         "sensor layers", _set("detector_thicksteps", integer=True)),
+         "sensor layers", _set("detector_thicksteps", integer=True, lower=1)),
     Flag(("-oversample_thick",), 0, "Sensor", "", "off",
          "recompute the capture fraction per sub-pixel", _true("oversample_thick")),
     Flag(("-oversample_polar",), 0, "Sensor", "", "off",
@@ -457,7 +498,7 @@ FLAGS: tuple = (
     Flag(("-oversample_omega",), 0, "Sensor", "", "off",
          "recompute the solid angle per sub-pixel", _true("oversample_omega")),
     Flag(("-water",), 1, "Sensor", "µm", "0", "water background thickness",
-         _set("water_size", 1e-6)),
+         _set("water_size", 1e-6, lower="nonneg")),
     # ---- Output ----
     Flag(("-floatfile", "-floatimage"), 1, "Output", "file", "floatimage.bin",
          "raw float32 image", _output("floatfile")),
