@@ -34,3 +34,10 @@ test-all: venv
 
 clean:
 	rm -rf $(OUT) .pytest_cache
+
+# Benchmarks: fresh process per run, nanoBragg.c side by side when NB_C_BIN names its binary.
+# Prints a Markdown table (docs/performance.md); e.g. make bench BENCH_ARGS="--set B1,B3 --threads 2"
+BENCH_ARGS ?=
+bench: venv
+	@mkdir -p $(OUT)
+	$(NB) bench --markdown --json $(OUT)/bench.json $(BENCH_ARGS)

@@ -1,0 +1,665 @@
+"""``nanobragg bench``: time the real command line end to end, beside nanoBragg.c.
+
+Every run is a fresh process (``python -m nanobragg_cli <flags>``, or the C binary named by
+``NB_C_BIN``) started in a temporary folder that holds an ``inputs`` link to the golden corpus'
+inputs; a run's wall time is process start to exit (its image files written), its peak RSS is
+that one child's ``ru_maxrss`` from ``os.wait4``. The work of a benchmark (sub-pixel evaluations)
+comes from our own config resolution, so throughput follows the flags, not a hard-coded table.
+
+Without ``NB_C_BIN`` the C figures shown are those recorded in ../shared/docs/benchmarks.md,
+labelled as such: they were not measured in this run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass, field
+import hashlib
+import json
+import os
+from pathlib import Path
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import click
+
+from .errors import FlagError, NanoBraggError
+
+SCHEMA = "nanobragg-bench/1"
+OUTPUT_FLAGS = ("-floatfile", "f.bin", "-intfile", "i.img", "-nopgm", "-nonoise", "-noprogress")
+FLOAT_OUT, INT_OUT = "f.bin", "i.img"
+
+_B1 = ("-cell 100 100 100 90 90 90 -default_F 100 -N 5 -lambda 1 -distance 100 "
+       "-detpixels 1024 -pixel 0.1")
+_B3 = ("-cell 100 100 100 90 90 90 -default_F 100 -N 10 -lambda 1 -distance 100 "
+       "-detpixels_x 2463 -detpixels_y 2527 -pixel 0.1 -oversample 1")
+_MOSAIC_PHI = "-mosaic 0.5 -mosaic_domains 10 -phisteps 5 -osc 0.5"
+_TINY = ("-cell 100 100 100 90 90 90 -default_F 100 -N 5 -lambda 1 -distance 100 "
+         "-detpixels 64 -pixel 0.1")
+
+# nanoBragg.c timings recorded in ../shared/docs/benchmarks.md (upstream nanoBragg.c, gcc -O3
+# -fopenmp, 2-core x86-64 development machine, median of 3 runs; supervisor: range of 2 runs).
+# Shown, clearly labelled, only when no C binary is timed in the same run.
+RECORDED_C_SOURCE = "recorded elsewhere (../shared/docs/benchmarks.md), not this run"
+RECORDED_C = {
+    # id: {threads: (low, high) wall seconds}, peak RSS MB
+    "B1": ({2: (0.63, 0.63), 1: (1.18, 1.18)}, 8.7),
+    "B2": ({2: (22.1, 22.1), 1: (31.4, 31.4)}, 8.9),
+    "B3": ({2: (1.33, 1.33), 1: (2.40, 2.40)}, 39.0),
+    "B4": ({2: (8.6, 8.9), 1: (13.5, 15.6)}, 41.0),
+}
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One benchmark: nanoBragg.c flags without output flags (paths relative to its folder)."""
+    id: str
+    title: str
+    args: tuple
+
+
+@dataclass
+class Work:
+    """What a benchmark asks for, from our config resolution (sub-pixel evaluations)."""
+    pixels: int
+    oversample: int
+    sources: int
+    mosaic_domains: int
+    phi_steps: int
+    thick_steps: int
+    shape_slow_fast: tuple
+
+    @property
+    def evals_per_pixel(self) -> int:
+        return (self.oversample ** 2 * self.sources * self.mosaic_domains * self.phi_steps
+                * self.thick_steps)
+
+    @property
+    def evaluations(self) -> int:
+        return self.pixels * self.evals_per_pixel
+
+
+@dataclass
+class Runner:
+    """A program under test: ``key`` names its column ("py-float64", "c")."""
+    key: str
+    label: str
+    prefix: list          # argv before the nanoBragg flags
+    suffix: list          # argv after them (our tool options)
+    env: dict
+
+
+@dataclass
+class RunResult:
+    wall_s: float
+    peak_rss_mb: float
+    returncode: int
+    error: str | None = None
+
+
+@dataclass
+class RunnerResult:
+    command: list
+    runs: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.runs) and all(r.error is None for r in self.runs)
+
+    @property
+    def median_s(self) -> float | None:
+        return statistics.median(r.wall_s for r in self.runs) if self.ok else None
+
+    @property
+    def peak_rss_mb(self) -> float | None:
+        return max(r.peak_rss_mb for r in self.runs) if self.ok else None
+
+
+# -----------------------------------------------------------------------------------------------
+# the benchmark set
+
+
+def _golden_dir() -> Path:
+    from .golden import default_golden_dir
+    return default_golden_dir()
+
+
+def supervisor_args(golden: Path) -> tuple:
+    """The supervisor command's flags, as the golden corpus ran them."""
+    meta = golden / "cases" / "supervisor" / "meta.json"
+    try:
+        return tuple(json.loads(meta.read_text())["args"])
+    except (OSError, ValueError, KeyError) as err:
+        raise NanoBraggError(f"B4 needs the golden corpus' supervisor case: cannot read {meta} "
+                             f"({err}); set NB_GOLDEN_DIR or leave B4 out (--set B1,B2,B3)")
+
+
+def standard_set(golden: Path) -> dict:
+    """B1..B4 by id. B4 is read from the corpus only when asked for (see :func:`select`)."""
+    return {
+        "B1": Benchmark("B1", "1024² cubic cell, auto oversample", tuple(_B1.split())),
+        "B2": Benchmark("B2", "B1 + 10 mosaic domains × 5 φ steps",
+                        tuple(f"{_B1} {_MOSAIC_PHI}".split())),
+        "B3": Benchmark("B3", "2463×2527, N=10, oversample 1", tuple(_B3.split())),
+        "B4": None,
+    }
+
+
+def tiny_set() -> dict:
+    """Seconds-long stand-ins for the machinery's tests."""
+    return {
+        "T1": Benchmark("T1", "64² cubic cell, auto oversample", tuple(_TINY.split())),
+        "T2": Benchmark("T2", "T1 + 2 mosaic domains × 2 φ steps",
+                        tuple(f"{_TINY} -mosaic 0.5 -mosaic_domains 2 -phisteps 2 -osc 0.5"
+                              .split())),
+    }
+
+
+def select(ids: str | None, tiny: bool, golden: Path) -> list:
+    """The benchmarks named in ``ids`` ("B1,B3"), or the whole set."""
+    table = tiny_set() if tiny else standard_set(golden)
+    wanted = list(table) if not ids else [x.strip().upper() for x in ids.split(",") if x.strip()]
+    unknown = [x for x in wanted if x not in table]
+    if unknown or not wanted:
+        raise FlagError(f"--set: unknown benchmark {', '.join(unknown) or '(none)'} "
+                        f"(choose from {', '.join(table)})")
+    out = []
+    for bid in dict.fromkeys(wanted):
+        if bid == "B4":
+            out.append(Benchmark("B4", "supervisor command (golden case), 2463×2527, 10 φ",
+                                 supervisor_args(golden)))
+        else:
+            out.append(table[bid])
+    return out
+
+
+def make_workdir(root: Path, bench: Benchmark, golden: Path) -> Path:
+    """A fresh folder for ``bench`` with ``inputs`` -> the corpus inputs (relative -hkl etc.)."""
+    work = root / bench.id
+    work.mkdir(parents=True, exist_ok=True)
+    inputs = golden / "inputs"
+    if inputs.is_dir():
+        (work / "inputs").symlink_to(inputs.resolve(), target_is_directory=True)
+    return work
+
+
+def resolve_work(args: tuple, workdir: Path) -> Work:
+    """Resolve ``args`` with our own config code (CPU, float64) and count the work."""
+    from .render import rendered_pixels
+    from .scene import build_scene
+    from .simulate import prepare
+    with contextlib.chdir(workdir):
+        cfg = prepare(list(args) + list(OUTPUT_FLAGS))
+        scene = build_scene(cfg, messages=[])
+        pixels = int(rendered_pixels(scene).numel())
+    return Work(pixels=pixels, oversample=scene.oversample, sources=scene.n_src,
+                mosaic_domains=scene.n_mos, phi_steps=scene.n_phi, thick_steps=scene.thicksteps,
+                shape_slow_fast=(scene.spixels, scene.fpixels))
+
+
+# -----------------------------------------------------------------------------------------------
+# running
+
+
+def ours_runner(dtype: str, device: str, threads: int, extra: list) -> Runner:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    return Runner(key=f"py-{dtype}", label=f"ours {dtype}" + ("" if device == "cpu" else f" {device}"),
+                  prefix=[sys.executable, "-m", "nanobragg_cli"],
+                  suffix=["--threads", str(threads), "--dtype", dtype, "--device", device, *extra],
+                  env=env)
+
+
+def c_runner(c_bin: str, threads: int) -> Runner:
+    path = Path(c_bin).expanduser()
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise FlagError(f"NB_C_BIN={c_bin}: not an executable file")
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    return Runner(key="c", label="nanoBragg.c", prefix=[str(path.resolve())], suffix=[], env=env)
+
+
+# A child's ru_maxrss counts the memory of the process it was forked from (Linux keeps the
+# pre-exec high-water mark), so the harness, with torch loaded, would inflate every figure. The
+# program is therefore started by a small launcher that forks it and reports its wait4 usage:
+# GNU time when present (floor ~1 MB), else this Python snippet run with -I -S (floor ~8 MB).
+_PY_LAUNCHER = """import os, sys
+pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as fh:
+    fh.write("%d\\n" % usage.ru_maxrss)
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
+def rss_launcher() -> tuple:
+    """(argv prefix taking the report file next, method name) of the launcher in use."""
+    gnu_time = "/usr/bin/time"
+    if os.access(gnu_time, os.X_OK):
+        probe = subprocess.run([gnu_time, "-f", "%M", "-o", os.devnull, "true"],
+                               capture_output=True)
+        if probe.returncode == 0:
+            return [gnu_time, "-f", "%M", "-o"], "GNU time %M"
+    return [sys.executable, "-I", "-S", "-c", _PY_LAUNCHER], "python wait4 launcher (floor ~8 MB)"
+
+
+def _read_rss_kb(path: Path) -> float | None:
+    try:
+        lines = path.read_text().split()
+        return float(lines[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def run_once(cmd: list, cwd: Path, env: dict, expect_float_bytes: int,
+             timeout: float | None = None, launcher: list | None = None) -> RunResult:
+    """Run ``cmd`` in ``cwd``: wall time from start to exit, and the program's own peak RSS.
+
+    The previous run's images are removed first, so a run that writes nothing cannot pass."""
+    launcher = launcher or rss_launcher()[0]
+    for name in (FLOAT_OUT, INT_OUT):
+        with contextlib.suppress(FileNotFoundError):
+            (cwd / name).unlink()
+    rss_file = cwd / ".rss_kb"
+    with contextlib.suppress(FileNotFoundError):
+        rss_file.unlink()
+    with open(cwd / "stdout.txt", "wb") as out, open(cwd / "stderr.txt", "wb") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([*launcher, str(rss_file), *cmd], cwd=cwd, env=env, stdout=out,
+                                stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            rc = proc.wait(timeout=timeout)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 9)          # the launcher and the program it started
+            rc = proc.wait()
+            timed_out = True
+        wall = time.perf_counter() - t0
+    rss_kb = _read_rss_kb(rss_file)
+    error = None
+    if timed_out:
+        error = f"timed out after {timeout:g} s"
+    elif rc != 0:
+        tail = (cwd / "stderr.txt").read_text(errors="replace").strip().splitlines()
+        tail = [ln for ln in tail if not ln.startswith("Command exited with")]
+        error = f"exit {rc}" + (f": {tail[-1][:200]}" if tail else "")
+    elif rss_kb is None:
+        error = "the launcher reported no peak RSS"
+    else:
+        size = (cwd / FLOAT_OUT).stat().st_size if (cwd / FLOAT_OUT).exists() else None
+        if size != expect_float_bytes or not (cwd / INT_OUT).exists():
+            error = (f"exit 0 but {FLOAT_OUT} has {size} bytes (expected {expect_float_bytes})"
+                     f"{'' if (cwd / INT_OUT).exists() else f' and no {INT_OUT}'}")
+    return RunResult(wall_s=wall, peak_rss_mb=(rss_kb or 0.0) / 1024.0, returncode=rc,
+                     error=error)
+
+
+def _read_float(path: Path, shape: tuple):
+    import numpy as np
+    try:
+        return np.fromfile(path, dtype="<f4").reshape(shape)
+    except (OSError, ValueError):
+        return None
+
+
+def max_rel_diff(ours, ref) -> float | None:
+    """max |ours - ref| / max |ref| over the image, None when undefined."""
+    import numpy as np
+    if ours is None or ref is None or ours.shape != ref.shape:
+        return None
+    scale = float(np.max(np.abs(ref)))
+    if not np.isfinite(scale) or scale == 0.0:
+        return None
+    d = float(np.max(np.abs(ours.astype(np.float64) - ref.astype(np.float64)))) / scale
+    return d if np.isfinite(d) else None
+
+
+def run_benchmark(bench: Benchmark, work: Work, workdir: Path, runners: list, repeats: int,
+                  timeout: float | None = None, log=None, launcher: list | None = None) -> dict:
+    """Time every runner ``repeats`` times on ``bench``, interleaved (ours, C, ours, C, ...) so
+    that a noisy neighbour hurts both alike. Returns {runner key: RunnerResult} plus, when a "c"
+    runner ran, each other runner's max relative image difference from C."""
+    expect = 4 * work.shape_slow_fast[0] * work.shape_slow_fast[1]
+    results = {r.key: RunnerResult(command=[*r.prefix, *bench.args, *OUTPUT_FLAGS, *r.suffix])
+               for r in runners}
+    images = {}
+    for i in range(repeats):
+        for r in runners:
+            res = results[r.key]
+            if res.runs and res.runs[-1].error:
+                continue
+            run = run_once(res.command, workdir, r.env, expect, timeout, launcher)
+            res.runs.append(run)
+            if log:
+                log(f"{bench.id} {r.label} run {i + 1}/{repeats}: "
+                    + (f"{run.wall_s:.2f} s, {run.peak_rss_mb:.0f} MB" if run.error is None
+                       else f"FAILED ({run.error})"))
+            if i == repeats - 1 and run.error is None:
+                images[r.key] = _read_float(workdir / FLOAT_OUT, work.shape_slow_fast)
+    diffs = {}
+    if "c" in images:
+        diffs = {k: max_rel_diff(img, images["c"]) for k, img in images.items() if k != "c"}
+    return {"results": results, "diff_vs_c": diffs}
+
+
+# -----------------------------------------------------------------------------------------------
+# reporting
+
+
+def _git_state(folder: Path) -> dict:
+    def git(*a):
+        out = subprocess.run(["git", "-C", str(folder), *a], capture_output=True, text=True,
+                             timeout=10)
+        return out.stdout.strip() if out.returncode == 0 else None
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--", ".")
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"commit": commit, "package_modified": bool(dirty)} if commit else {}
+
+
+def _meminfo_gb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2 ** 20, 1)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(device: str, c_bin: str | None) -> dict:
+    import torch
+    from . import __version__
+    info = {
+        "cpu": _cpu_model(), "machine": platform.machine(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "memory_gb": _meminfo_gb(), "os": platform.platform(),
+        "python": platform.python_version(), "torch": torch.__version__,
+        "torch_threads_default": torch.get_num_threads(),
+        "nanobragg_cli": __version__, "package_path": str(Path(__file__).resolve().parent),
+        **_git_state(Path(__file__).resolve().parent),
+        "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    if c_bin:
+        data = Path(c_bin).read_bytes()
+        info["c_bin"] = {"path": str(Path(c_bin).resolve()), "bytes": len(data),
+                         "sha256": hashlib.sha256(data).hexdigest()[:16]}
+    return info
+
+
+def recorded_c(bid: str, threads: int) -> dict | None:
+    """The C figures recorded in benchmarks.md for ``bid`` at ``threads``, or None."""
+    if bid not in RECORDED_C or threads not in RECORDED_C[bid][0]:
+        return None
+    (lo, hi), rss = RECORDED_C[bid][0][threads], RECORDED_C[bid][1]
+    return {"source": RECORDED_C_SOURCE, "threads": threads, "wall_s": (lo + hi) / 2,
+            "wall_s_range": [lo, hi], "peak_rss_mb": rss}
+
+
+def _runner_json(res: RunnerResult, evaluations: int) -> dict:
+    med = res.median_s
+    return {
+        "command": res.command, "ok": res.ok,
+        "wall_s": [round(r.wall_s, 4) for r in res.runs],
+        "peak_rss_mb": [round(r.peak_rss_mb, 1) for r in res.runs],
+        "median_s": None if med is None else round(med, 4),
+        "max_peak_rss_mb": None if res.peak_rss_mb is None else round(res.peak_rss_mb, 1),
+        "evals_per_s": None if not med else evaluations / med,
+        "errors": [r.error for r in res.runs if r.error],
+    }
+
+
+def build_report(settings: dict, machine: dict, entries: list) -> dict:
+    """The JSON document (schema ``nanobragg-bench/1``). ``entries``: (bench, work, outcome)."""
+    out = []
+    for bench, work, outcome in entries:
+        runs = {k: _runner_json(v, work.evaluations) for k, v in outcome["results"].items()}
+        c_med = runs.get("c", {}).get("median_s")
+        rec = None if "c" in runs else recorded_c(bench.id, settings["threads"])
+        ref = c_med if c_med else (rec["wall_s"] if rec else None)
+        ratios = {f"{k}/c": (v["median_s"] / ref if v["median_s"] and ref else None)
+                  for k, v in runs.items() if k != "c"}
+        out.append({
+            "id": bench.id, "title": bench.title, "args": list(bench.args),
+            "outputs": list(OUTPUT_FLAGS),
+            "work": {**asdict(work), "shape_slow_fast": list(work.shape_slow_fast),
+                     "evals_per_pixel": work.evals_per_pixel, "evaluations": work.evaluations},
+            "runs": runs,
+            "c_recorded": rec,
+            "ratio_basis": "c (this run)" if c_med else ("c_recorded" if rec else None),
+            "ratios": ratios,
+            "max_rel_diff_vs_c": outcome.get("diff_vs_c", {}),
+        })
+    return {"schema": SCHEMA, "settings": settings, "machine": machine, "benchmarks": out}
+
+
+def _fmt_s(x):
+    return "—" if x is None else (f"{x:.3g}" if x < 10 else f"{x:.1f}")
+
+
+def _fmt_rate(evals_per_s):
+    return "—" if not evals_per_s else f"{evals_per_s / 1e6:.3g}"
+
+
+def _fmt_ratio(x):
+    return "—" if x is None else f"{x:.2f}×"
+
+
+def _fmt_diff(x):
+    return "—" if x is None else f"{x:.1e}"
+
+
+def table_rows(report: dict) -> list:
+    """Rows (id, runner, median s, runs s, peak RSS MB, Meval/s, ours/C, Δ vs C) per runner."""
+    rows = []
+    labels = {"c": "nanoBragg.c"}
+    for b in report["benchmarks"]:
+        ev = b["work"]["evaluations"]
+        for key, r in b["runs"].items():
+            label = labels.get(key, "ours " + key.removeprefix("py-"))
+            if key != "c" and report["settings"]["device"] != "cpu":
+                label += f" ({report['settings']['device']})"
+            runs = ", ".join(_fmt_s(x) for x in r["wall_s"])
+            if not r["ok"]:
+                runs = f"FAILED: {'; '.join(r['errors'])}"
+            rows.append((b["id"], label, _fmt_s(r["median_s"]), runs,
+                         _fmt_s(r["max_peak_rss_mb"]), _fmt_rate(r["evals_per_s"]),
+                         "" if key == "c" else _fmt_ratio(b["ratios"].get(f"{key}/c")),
+                         "" if key == "c" else _fmt_diff(b["max_rel_diff_vs_c"].get(key))))
+        rec = b["c_recorded"]
+        if rec:
+            lo, hi = rec["wall_s_range"]
+            rows.append((b["id"], "nanoBragg.c †", _fmt_s(rec["wall_s"]),
+                         f"{lo:g}–{hi:g}" if lo != hi else f"{lo:g}",
+                         _fmt_s(rec["peak_rss_mb"]), _fmt_rate(ev / rec["wall_s"]), "", ""))
+    return rows
+
+
+HEADERS = ("id", "program", "median wall s", "runs s", "peak RSS MB", "M sub-pixel evals/s",
+           "ours/C", "max|Δ|/max vs C")
+
+
+def _footnotes(report: dict) -> list:
+    s = report["settings"]
+    notes = [f"threads {s['threads']} (OMP_NUM_THREADS for C, --threads for ours), "
+             f"{s['repeats']} run(s) each, wall time = process start to exit with the images "
+             f"written, peak RSS = the program's own ru_maxrss ({s['rss_method']})."]
+    if any("c" in b["runs"] for b in report["benchmarks"]) and "--c-parity" not in s["extra"]:
+        notes.append("max|Δ|/max compares the float images of the last runs; our default mode "
+                     "departs from C where C has a quirk (the φ=0 carryover of B2/B4), "
+                     "--extra --c-parity compares like for like.")
+    if any(b["c_recorded"] for b in report["benchmarks"]):
+        notes.append(f"† nanoBragg.c figures {RECORDED_C_SOURCE}; ratios against them are "
+                     "rough (different load, possibly a different machine).")
+    elif not any("c" in b["runs"] for b in report["benchmarks"]):
+        notes.append("no C figures: set NB_C_BIN to a nanoBragg.c binary to time it side by side.")
+    return notes
+
+
+def work_lines(report: dict) -> list:
+    out = []
+    for b in report["benchmarks"]:
+        w = b["work"]
+        out.append(f"{b['id']}: {b['title']}: {w['pixels']} pixels × {w['oversample']}² "
+                   f"sub-pixels × {w['sources']} source(s) × {w['mosaic_domains']} mosaic × "
+                   f"{w['phi_steps']} φ" + (f" × {w['thick_steps']} layers"
+                                            if w["thick_steps"] > 1 else "")
+                   + f" = {w['evaluations'] / 1e6:.3g} M evaluations")
+    return out
+
+
+def to_markdown(report: dict) -> str:
+    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(report)]
+    lines.append("")
+    lines += [f"- {x}" for x in work_lines(report)]
+    lines += [f"- {x}" for x in _footnotes(report)]
+    return "\n".join(lines) + "\n"
+
+
+def print_table(report: dict, file=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    out = file or sys.stdout
+    width = None if out.isatty() else 160
+    console = Console(file=out, highlight=False, width=width, soft_wrap=False)
+    table = Table(*HEADERS, title="nanobragg bench")
+    last = None
+    for row in table_rows(report):
+        if last is not None and row[0] != last:
+            table.add_section()
+        last = row[0]
+        table.add_row(*row)
+    console.print(table)
+    for line in work_lines(report) + _footnotes(report):
+        console.print(line)
+
+
+# -----------------------------------------------------------------------------------------------
+# command
+
+
+def _default_threads() -> int:
+    import torch
+    return torch.get_num_threads()
+
+
+def run_suite(benchmarks: list, *, threads: int, repeats: int, dtypes: list, device: str,
+              extra: list, c_bin: str | None, golden: Path, timeout: float | None = None,
+              log=None) -> dict:
+    """Resolve, run and report ``benchmarks`` (the machinery behind the command)."""
+    runners = [ours_runner(dt, device, threads, extra) for dt in dtypes]
+    if c_bin:
+        runners.append(c_runner(c_bin, threads))
+    launcher, rss_method = rss_launcher()
+    settings = {"threads": threads, "repeats": repeats, "dtypes": dtypes, "device": device,
+                "extra": extra, "c_bin": c_bin, "timeout_s": timeout,
+                "golden_dir": str(golden), "rss_method": rss_method}
+    machine = machine_info(device, c_bin)
+    entries = []
+    with tempfile.TemporaryDirectory(prefix="nanobragg-bench-") as tmp:
+        for bench in benchmarks:
+            workdir = make_workdir(Path(tmp), bench, golden)
+            work = resolve_work(bench.args, workdir)
+            if log:
+                log(f"{bench.id}: {work.evaluations / 1e6:.3g} M sub-pixel evaluations")
+            outcome = run_benchmark(bench, work, workdir, runners, repeats, timeout, log, launcher)
+            entries.append((bench, work, outcome))
+    machine["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    return build_report(settings, machine, entries)
+
+
+def _log(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@click.command("bench", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--set", "ids", default=None, metavar="IDS",
+              help="Comma-separated benchmark ids (default: B1,B2,B3,B4).")
+@click.option("--repeats", type=click.IntRange(1), default=3, show_default=True,
+              help="Runs per program and benchmark; the median is reported.")
+@click.option("--dtype", "dtypes", type=click.Choice(["float64", "float32"]), multiple=True,
+              help="Our dtypes to time (repeatable); float64 (the default mode) is always timed, "
+                   "--dtype float32 adds a float32 row.")
+@click.option("--device", default="cpu", show_default=True,
+              help="Our --device (cpu, cuda, cuda:N); nanoBragg.c always runs on the CPU.")
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="CPU threads for both programs (ours: --threads, C: OMP_NUM_THREADS). "
+                   "Default: torch's thread count.")
+@click.option("--extra", default="", metavar="OPTS",
+              help='Extra tool options for our command, e.g. --extra "--max-memory 1G".')
+@click.option("--c-bin", envvar="NB_C_BIN", default=None, metavar="PATH",
+              help="nanoBragg.c binary to time side by side (default: $NB_C_BIN).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the full results as JSON to this file.")
+@click.option("--markdown", is_flag=True, default=False,
+              help="Print the table as Markdown (for docs/performance.md) instead of a rich table.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Kill a run after this many seconds and report it as failed.")
+@click.option("--profile", "profile_id", default=None, metavar="ID",
+              help="Instead of timing, run benchmark ID once in this process under cProfile and "
+                   "print where the time goes (import, config, setup, kernel, outputs).")
+@click.option("--torch-profiler", is_flag=True, default=False,
+              help="With --profile: also print torch.profiler's operator table.")
+@click.option("--tiny", is_flag=True, default=False, hidden=True,
+              help="Use the seconds-long T1/T2 set (tests of the harness itself).")
+def bench_command(ids, repeats, dtypes, device, threads, extra, c_bin, json_path, markdown,
+                  timeout, profile_id, torch_profiler, tiny):
+    """Time nanobragg end to end (fresh process per run) on a fixed benchmark set, beside
+    nanoBragg.c when NB_C_BIN names its binary.
+
+    \b
+    B1  -cell 100 100 100 90 90 90 -default_F 100 -N 5 -lambda 1 -distance 100
+        -detpixels 1024 -pixel 0.1                        (C auto-selects oversample 2)
+    B2  B1 + -mosaic 0.5 -mosaic_domains 10 -phisteps 5 -osc 0.5
+    B3  2463x2527 detector, -N 10, -oversample 1
+    B4  the supervisor command of the golden corpus (needs it: NB_GOLDEN_DIR)
+    All with -floatfile f.bin -intfile i.img -nopgm -nonoise -noprogress.
+    """
+    try:
+        extra_args = shlex.split(extra)
+    except ValueError as err:
+        raise FlagError(f"--extra: cannot split {extra!r} ({err})") from None
+    golden = _golden_dir()
+    threads = threads or _default_threads()
+    dtype_list = list(dict.fromkeys(["float64", *dtypes]))
+    if profile_id:
+        from .bench_profile import profile_benchmark
+        bench = select(profile_id, tiny, golden)
+        if len(bench) != 1:
+            raise FlagError("--profile: name exactly one benchmark, e.g. --profile B1")
+        profile_benchmark(bench[0], golden=golden, threads=threads, dtype=dtype_list[-1],
+                          device=device, extra=extra_args, torch_profiler=torch_profiler)
+        return
+    benchmarks = select(ids, tiny, golden)
+    report = run_suite(benchmarks, threads=threads, repeats=repeats, dtypes=dtype_list,
+                       device=device, extra=extra_args, c_bin=c_bin, golden=golden,
+                       timeout=timeout, log=_log)
+    if json_path:
+        from .io.atomic import atomic_write_bytes
+        atomic_write_bytes(json_path, (json.dumps(report, indent=1, allow_nan=False)
+                                       + "\n").encode(), fsync=False)
+    if markdown:
+        click.echo(to_markdown(report), nl=False)
+    else:
+        print_table(report)
