@@ -41,3 +41,37 @@ BENCH_ARGS ?=
 bench: venv
 	@mkdir -p $(OUT)
 	$(NB) bench --markdown --json $(OUT)/bench.json $(BENCH_ARGS)
+
+# The supervisor command of the golden corpus (2463x2527 pixels, -phi 0 with 10 phi steps), run
+# from the corpus folder in both modes; each run writes a parity bundle:
+#   reports/supervisor/c-parity/<UTC>/  --c-parity: trace against nanoBragg.c's, the whole image
+#                                       against float_full.npz
+#   reports/supervisor/default/<UTC>/   default mode: trace against supervisor_spec (C with
+#                                       -phi 1e-30) and against C's own trace (first divergence:
+#                                       the phi=0 carryover), ROI against supervisor_spec
+# Each whole-image render takes about a minute on 2 cores; SUPERVISOR_WINDOW="--window 621 748
+# 975 1102" renders only the 128x128 ROI. Nothing is written into the corpus.
+GOLDEN_DIR ?= $(or $(NB_GOLDEN_DIR),../shared/golden)
+SUPERVISOR_WINDOW ?=
+SUPERVISOR_ARGS = -mat inputs/A.mat -hkl inputs/scaled.hkl -nonoise -nointerpolate -oversample 1 \
+  -exposure 1 -flux 1e18 -beamsize 1.0 -spindle_axis -1 0 0 -Xbeam 217.742295 -Ybeam 213.907080 \
+  -distance 231.274660 -lambda 0.976800 -pixel 0.172 -detpixels_x 2463 -detpixels_y 2527 \
+  -odet_vector -0.000088 0.004914 -0.999988 -sdet_vector -0.005998 -0.999970 -0.004913 \
+  -fdet_vector 0.999982 -0.005998 -0.000118 -pix0_vector_mm -216.336293 215.205512 -230.200866 \
+  -beam_vector 0.00051387949 0.0 -0.99999986 -Na 36 -Nb 47 -Nc 29 -osc 0.1 -phi 0 -phisteps 10 \
+  -detector_rotx 0 -detector_roty 0 -detector_rotz 0 -twotheta 0
+SUPERVISOR_OUTPUTS = -floatfile float.bin -noprogress -nopgm -trace_pixel 685 1039
+
+supervisor: venv
+	@test -d "$(GOLDEN_DIR)/cases/supervisor" || { echo "make supervisor: no golden corpus at" \
+	  "$(GOLDEN_DIR) (set NB_GOLDEN_DIR)" >&2; exit 2; }
+	cd "$(GOLDEN_DIR)" && "$(abspath $(NB))" parity --c-parity $(SUPERVISOR_WINDOW) \
+	  --out "$(CURDIR)/reports/supervisor/c-parity" \
+	  --c-trace cases/supervisor/trace_685_1039.log --c-image cases/supervisor/float_full.npz \
+	  -- $(SUPERVISOR_ARGS) $(SUPERVISOR_OUTPUTS)
+	cd "$(GOLDEN_DIR)" && "$(abspath $(NB))" parity $(SUPERVISOR_WINDOW) \
+	  --out "$(CURDIR)/reports/supervisor/default" \
+	  --c-trace cases/supervisor_spec/trace_685_1039.log \
+	  --c-trace cases/supervisor/trace_685_1039.log \
+	  --c-image cases/supervisor_spec/float_roi.npy --c-image-origin 621 975 \
+	  -- $(SUPERVISOR_ARGS) $(SUPERVISOR_OUTPUTS)
