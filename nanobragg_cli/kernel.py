@@ -177,7 +177,8 @@ def render_chunk(scene: Scene, pix: Tensor, killed: Tensor, first_sub: tuple | N
             off = killed | (torch.cumsum(hit.to(torch.int32), 0) > 0).reshape(oob.shape)
             new_killed = killed | hit.any()
         else:
-            off = oob
+            # interpolate wherever the 4x4x4 block lies in the grid (C's test refuses a margin more)
+            off = sf.block_outside(hh, kk, ll)
         F_cell = torch.where(off, nearest, interp)
     elif sf.count > 0:
         F_cell = sf.nearest(h0[..., 0], h0[..., 1], h0[..., 2])

@@ -49,12 +49,23 @@ class StructureFactors:
         return torch.where(inside, values, torch.full_like(values, self.default_F))
 
     def out_of_range(self, h: Tensor, k: Tensor, l: Tensor) -> Tensor:
-        """True where the 4x4x4 interpolation neighbourhood of fractional (h, k, l) leaves the grid
-        (nanoBragg.c's test, on the fractional indices)."""
+        """nanoBragg.c's range test for interpolation, on the fractional indices: True unless
+        min+2 <= x <= max-2 on every axis. It keeps one index more margin than the 4x4x4 block
+        needs (see :meth:`block_outside`)."""
         hr, kr, lr = self.ranges
         return (((h - self.h_min + 3) > hr) | (h - 2 < self.h_min) |
                 ((k - self.k_min + 3) > kr) | (k - 2 < self.k_min) |
                 ((l - self.l_min + 3) > lr) | (l - 2 < self.l_min))
+
+    def block_outside(self, h: Tensor, k: Tensor, l: Tensor) -> Tensor:
+        """True where the 4x4x4 block floor(x)-1 .. floor(x)+2 that :meth:`tricubic` reads is not
+        entirely inside the grid, i.e. unless min+1 <= x < max-1 on every axis."""
+        out = torch.zeros_like(h, dtype=torch.bool)
+        for x, lo, hi in ((h, self.h_min, self.h_max), (k, self.k_min, self.k_max),
+                          (l, self.l_min, self.l_max)):
+            base = torch.floor(x)
+            out = out | (base - 1 < lo) | (base + 2 > hi)
+        return out
 
     def tricubic(self, h: Tensor, k: Tensor, l: Tensor) -> Tensor:
         """Tricubic Lagrange interpolation on the 4x4x4 block floor(x)-1 .. floor(x)+2.
