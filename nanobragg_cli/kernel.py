@@ -2,10 +2,11 @@
 
 For a chunk of P pixels the kernel evaluates all sensor layers (T), sub-pixels (SS = os²),
 sources (S), φ steps (Φ) and mosaic domains (M) as tensor dimensions, laid out as
-(P, T, SS, S, Φ, M) -- nanoBragg.c's loop order, so a flattened index is C's execution order.
+(P, T, SS, S, Φ·M) -- nanoBragg.c's loop order, so a flattened index is C's execution order.
 Pixel geometry (positions, solid angle, absorption, polarization) is computed once per
-(P, T, SS[, S]) and reused across φ and mosaic domains; Miller indices come from one matrix product
-of the scattering vectors with all rotated cells.
+(P, T, SS[, S]) and reused across φ and mosaic domains; each Miller index comes from one matrix
+product of the scattering vectors with all rotated cells, kept per axis so every elementwise pass
+runs over contiguous memory.
 
 ``c_parity`` selects nanoBragg.c's single-threaded arithmetic where it differs from correct
 physics; each such place is marked "C-parity quirk" and listed in the README.
@@ -17,207 +18,305 @@ import math
 import torch
 from torch import Tensor
 
+from .geometry.rotation import rotate_axis
 from .physics import (GAUSS_WIDTH, ROUND_XTAL_SCALE, TOPHAT_CUT, capture_fraction,
                       polarization_factor, sinc3, sincg_direct, sincg_reduced, solid_angle)
-from .geometry.rotation import dot, norm, rotate_axis
 from .scene import R_E_SQR, WATER_F, Scene
 
 
 @dataclass
 class ChunkOutput:
-    """values: (P,) pixel intensities (photons); omega_sum: scalar Σ of the solid angles used;
-    killed: interpolation kill-switch state after the chunk (c-parity); traces: captured
-    intermediates of traced pixels, keyed by row."""
+    """values: (P,) pixel intensities (photons); I: (P,) nanoBragg's I before scaling;
+    omega_sum: scalar Σ of the solid angles used; killed: interpolation kill-switch state after
+    the chunk (c-parity); killed_rows: (P,) that state before each pixel (for tracing);
+    detail: intermediates of every evaluation (only when rendered with ``detail=True``)."""
     values: Tensor
+    I: Tensor
     omega_sum: Tensor
     killed: Tensor
-    traces: dict
+    killed_rows: Tensor | None
+    detail: dict | None = None
 
 
-def subpixel_positions(scene: Scene, sp: Tensor, fp: Tensor) -> Tensor:
-    """(P, T, SS, 3) positions (m) of every sub-pixel centre of every sensor layer.
+@dataclass
+class PixelGeometry:
+    """Per (P, T, SS) sub-pixel and layer, components kept as separate contiguous tensors:
+    pos: (x, y, z) positions (m); airpath R (m); diffracted: (x, y, z) unit directions;
+    omega_sub: solid angle (sr); cf_sub: capture fraction."""
+    pos: tuple
+    airpath: Tensor
+    diffracted: tuple
+    omega_sub: Tensor
+    cf_sub: Tensor
+
+    def stacked(self, name: str) -> Tensor:
+        """(P, T, SS, 3) view of ``pos`` or ``diffracted`` (for traces)."""
+        return torch.stack(getattr(self, name), dim=-1)
+
+
+def subpixel_positions(scene: Scene, sp: Tensor, fp: Tensor) -> tuple:
+    """(x, y, z), each (P, T, SS): positions (m) of every sub-pixel centre of every sensor layer.
 
     sp, fp: (P,) slow/fast pixel indices (as floats). Follows nanoBragg.c: sub-pixel centre
-    Fdet = sub·(fpixel·os + subF) + sub/2, layer offset Odet = layer·thickstep along the normal.
+    Fdet = sub·(fpixel·os + subF) + sub/2, layer offset Odet = layer·thickstep along the normal,
+    position Fdet·f̂ + Sdet·ŝ + Odet·ô + pix0.
     """
     det, os_ = scene.det, scene.oversample
     sub = scene.subpixel_size
+    P, T = sp.shape[0], scene.thicksteps
     k = torch.arange(os_, dtype=scene.dtype, device=scene.device)
-    Fdet = sub * (fp[:, None] * os_ + k) + sub / 2.0                      # (P, os) fast
-    Sdet = sub * (sp[:, None] * os_ + k) + sub / 2.0                      # (P, os) slow
-    Odet = torch.arange(scene.thicksteps, dtype=scene.dtype, device=scene.device) * scene.thickstep
-    pos = (Fdet[:, None, None, :, None] * det.fdet + Sdet[:, None, :, None, None] * det.sdet +
-           Odet[None, :, None, None, None] * det.odet + det.pix0)         # (P, T, osS, osF, 3)
-    pos = pos.reshape(sp.shape[0], scene.thicksteps, os_ * os_, 3)
+    Fdet = (sub * (fp[:, None] * os_ + k) + sub / 2.0)[:, None, None, :]   # (P, 1, 1, osF)
+    Sdet = (sub * (sp[:, None] * os_ + k) + sub / 2.0)[:, None, :, None]   # (P, 1, osS, 1)
+    Odet = (torch.arange(T, dtype=scene.dtype, device=scene.device) * scene.thickstep)[None, :, None, None]
+    pos = tuple((Fdet * det.fdet[c] + Sdet * det.sdet[c] + Odet * det.odet[c] + det.pix0[c])
+                .reshape(P, T, os_ * os_) for c in range(3))
     if scene.cfg.detector.curved:
         # pixels on a sphere of radius `distance`: detector coordinates used as angles, as in C
-        det_d = det.distance
-        start = (det_d * det.beam).expand_as(pos)
-        swung = rotate_axis(start, det.sdet, pos[..., 1] / det_d)
-        pos = rotate_axis(swung, det.fdet, pos[..., 2] / det_d)
+        d = det.distance
+        start = (d * det.beam).expand(P, T, os_ * os_, 3)
+        swung = rotate_axis(start, det.sdet, pos[1] / d)
+        moved = rotate_axis(swung, det.fdet, pos[2] / d)
+        pos = tuple(moved[..., c].contiguous() for c in range(3))
     return pos
 
 
-def lattice_factor(scene: Scene, h: Tensor, h0: Tensor) -> tuple:
-    """F_latt of the crystal shape and, for the square shape, the per-axis factors.
-
-    h, h0: (..., 3) fractional and rounded Miller indices. Returns (F_latt (...), (Fa, Fb, Fc) or
-    None).
-    """
-    N = scene.N
-    frac = h - h0
-    if scene.shape == "square":
-        comps = []
-        for i in range(3):
-            if N.requires_grad:
-                comps.append(sincg_direct(h[..., i], N[i]))
-            elif float(N[i]) > 1.0:
-                comps.append(sincg_reduced(frac[..., i], h0[..., i], N[i]))
-            else:
-                comps.append(None)
-        one = torch.ones_like(h[..., 0])
-        comps = [one if c is None else c for c in comps]
-        return comps[0] * comps[1] * comps[2], comps
-    Na, Nb, Nc = N[0], N[1], N[2]
-    if scene.shape == "round":
-        hrad = (frac[..., 0] * frac[..., 0] * Na * Na + frac[..., 1] * frac[..., 1] * Nb * Nb +
-                frac[..., 2] * frac[..., 2] * Nc * Nc)
-        arg = math.pi * torch.sqrt(hrad * scene.fudge)
-        return Na * Nb * Nc * ROUND_XTAL_SCALE * sinc3(arg), None
-    recip = torch.stack((scene.lattice.a_star, scene.lattice.b_star, scene.lattice.c_star))
-    d_star = (frac[..., 0:1] * recip[0] + frac[..., 1:2] * recip[1] + frac[..., 2:3] * recip[2])
-    rad = (d_star[..., 0] * d_star[..., 0] + d_star[..., 1] * d_star[..., 1] +
-           d_star[..., 2] * d_star[..., 2]) * Na * Na * Nb * Nb * Nc * Nc
-    if scene.shape == "gauss":
-        return Na * Nb * Nc * torch.exp(-(rad / GAUSS_WIDTH * scene.fudge)), None
-    return Na * Nb * Nc * (rad * scene.fudge < TOPHAT_CUT).to(h.dtype), None
-
-
-def _first_valid_index(valid: Tensor) -> tuple:
-    """For (P, K) booleans: index of the first True per row (0 if none) and whether any."""
-    any_valid = valid.any(dim=1)
-    first = torch.argmax(valid.to(torch.int8), dim=1)
-    return first, any_valid
-
-
-def render_chunk(scene: Scene, pix: Tensor, killed: Tensor, first_sub: tuple | None = None,
-                 trace_rows: list = ()) -> ChunkOutput:
-    """Render the pixels with flat indices ``pix`` (P,) (raster order, slow-major).
-
-    killed: c-parity interpolation kill-switch state before this chunk (bool scalar tensor).
-    first_sub: (row in pix, layer, sub-pixel, source) of the first sub-iteration nanoBragg.c
-    executes (c-parity φ=0 carryover), when it lies in this chunk. trace_rows: rows of ``pix``
-    whose intermediates are captured for tracing.
-    """
-    cp = scene.c_parity
-    smp = scene.cfg.sampling
+def pixel_geometry(scene: Scene, pix: Tensor) -> PixelGeometry:
+    """Geometry of every sub-pixel and layer of the pixels ``pix`` (flat indices)."""
+    sp = torch.div(pix, scene.fpixels, rounding_mode="floor").to(scene.dtype)
+    fp = torch.remainder(pix, scene.fpixels).to(scene.dtype)
     det = scene.det
-    dtype, device = scene.dtype, scene.device
-    P, T, SS = pix.shape[0], scene.thicksteps, scene.oversample ** 2
-    S, PHI, M = scene.n_src, scene.n_phi, scene.n_mos
-    sp = torch.div(pix, scene.fpixels, rounding_mode="floor").to(dtype)
-    fp = torch.remainder(pix, scene.fpixels).to(dtype)
-
-    # --- per sub-pixel geometry: (P, T, SS) ------------------------------------------------
-    pos = subpixel_positions(scene, sp, fp)
-    airpath = norm(pos)
-    diffracted = pos / airpath.unsqueeze(-1)
+    x, y, z = subpixel_positions(scene, sp, fp)
+    airpath = torch.sqrt(x * x + y * y + z * z)
+    diffracted = (x / airpath, y / airpath, z / airpath)
     omega_sub = solid_angle(det.pixel_size, airpath, det.close_distance,
                             scene.cfg.detector.point_pixel)
-    omega_pixel = omega_sub[:, 0, 0]
     if scene.detector_thick == 0.0:
         cf_sub = torch.ones_like(airpath)
     else:
-        layer = torch.arange(T, dtype=dtype, device=device)[None, :, None]
-        parallax = dot(diffracted, det.odet)
+        layer = torch.arange(scene.thicksteps, dtype=scene.dtype, device=scene.device)[None, :, None]
+        o = det.odet
+        parallax = diffracted[0] * o[0] + diffracted[1] * o[1] + diffracted[2] * o[2]
         cf_sub = capture_fraction(layer, scene.thickstep, scene.mu, parallax)
-    omega_used = omega_sub if smp.oversample_omega else omega_pixel[:, None, None].expand(P, T, SS)
+    return PixelGeometry((x, y, z), airpath, diffracted, omega_sub, cf_sub)
 
-    # --- per source: (P, T, SS, S) --------------------------------------------------------
-    incident = -scene.source_dirs                                          # (S, 3)
+
+def scattering_vectors(scene: Scene, diffracted: tuple) -> tuple:
+    """((sx, sy, sz) each (P, T, SS, S) in m⁻¹, valid (P, T, SS, S) or None when nothing is
+    cut by -dmin). scat = (d̂ − î)/λ with î = −(source direction), per source."""
     lam = scene.source_lambda
-    scat = (diffracted[:, :, :, None, :] - incident) / lam[:, None]        # (P, T, SS, S, 3)
-    if scene.dmin > 0.0:
-        stol = 0.5 * norm(scat)
-        valid = ~((stol > 0.0) & (scene.dmin > 0.5 / torch.where(stol > 0, stol, 1.0)))
-    else:
-        valid = torch.ones(P, T, SS, S, dtype=torch.bool, device=device)
-    kahn = scene.kahn if scene.kahn.requires_grad else float(scene.kahn)
-    pol_all = polarization_factor(kahn, incident, diffracted[:, :, :, None, :], scene.polar_vector)
+    scat = tuple((d[..., None] + scene.source_dirs[:, c]) / lam for c, d in enumerate(diffracted))
+    if scene.dmin <= 0.0:
+        return scat, None
+    stol = 0.5 * torch.sqrt(scat[0] * scat[0] + scat[1] * scat[1] + scat[2] * scat[2])
+    return scat, ~((stol > 0.0) & (scene.dmin > 0.5 / torch.where(stol > 0, stol, 1.0)))
 
-    # --- Miller indices for every (φ, mosaic) orientation ---------------------------------
-    A = scene.orient.reshape(PHI * M * 3, 3)
-    h = (scat.reshape(-1, 3) @ A.T).reshape(P, T, SS, S, PHI, M, 3)
-    orient_row0 = scene.orient[0, 0]
+
+def polarization(scene: Scene, diffracted: tuple) -> Tensor:
+    """(P, T, SS, S) Kahn polarization factor of every sub-pixel for every source."""
+    incident = -scene.source_dirs
+    if not scene.kahn.requires_grad and float(scene.kahn) == 0.0:
+        cos2t = sum(d[..., None] * incident[:, c] for c, d in enumerate(diffracted))
+        return 0.5 * (1.0 + cos2t * cos2t)
+    d = torch.stack(diffracted, dim=-1)[..., None, :]
+    return polarization_factor(scene.kahn, incident, d, scene.polar_vector)
+
+
+def miller_indices(scene: Scene, scat: tuple, first_sub: tuple | None) -> list:
+    """Fractional h, k, l for every orientation: three (P·T·SS·S, Φ·M) contiguous tensors.
+
+    scat: (sx, sy, sz), each (P, T, SS, S). Few orientations: h = a·s component by component
+    (C's order); many: one matrix product per axis on the stacked vectors."""
+    P, T, SS, S = scat[0].shape
+    orient = scene.orient.reshape(-1, 3, 3)                      # (Φ·M, a|b|c, xyz)
+    PM = orient.shape[0]
+    cols = [s.reshape(-1, 1) for s in scat]
+    if PM <= 4:
+        hkl = [cols[0] * orient[:, i, 0] + cols[1] * orient[:, i, 1] + cols[2] * orient[:, i, 2]
+               for i in range(3)]
+    else:
+        flat = torch.cat(cols, dim=1)
+        hkl = [flat @ orient[:, i, :].T for i in range(3)]
     if first_sub is not None and scene.orient_first is not None:
         # C-parity quirk (φ=0 carryover): the first sub-iteration nanoBragg.c executes still sees
         # the unrotated crystal at φ=0; every later one reuses the last φ step's rotation.
         r, t, ss, s = first_sub
-        A1 = scene.orient_first.reshape(PHI * M * 3, 3)
-        h_first = (scat[r, t, ss, s] @ A1.T).reshape(1, PHI, M, 3)
-        idx = tuple(torch.tensor([v], device=device) for v in (r, t, ss, s))
-        h = h.index_put(idx, h_first)
-    h0 = torch.ceil(h - 0.5)
-    F_latt, comps = lattice_factor(scene, h, h0)
-    skipped = (F_latt == 0.0) if scene.cfg.sampling.water_size == 0.0 else torch.zeros_like(F_latt, dtype=torch.bool)
-    executed = valid[..., None, None] & ~skipped                           # (P, T, SS, S, Φ, M)
+        row = ((r * T + t) * SS + ss) * S + s
+        idx = torch.tensor([row], device=scat[0].device)
+        vec = torch.stack([c[row, 0] for c in cols])
+        first = scene.orient_first.reshape(-1, 3, 3)
+        hkl = [h.index_put((idx,), (first[:, i, :] @ vec).unsqueeze(0)) for i, h in enumerate(hkl)]
+    return hkl
 
-    # --- structure factors ------------------------------------------------------------------
+
+def _rounded(h: Tensor) -> Tensor:
+    """nanoBragg's nearest index ceil(h − 0.5)."""
+    return torch.ceil(h - 0.5)
+
+
+def lattice_factor_squared(scene: Scene, hkl: list) -> Tensor:
+    """F_latt² for every evaluation (the image needs only the square, so no signs are computed).
+
+    Square shape: Π sincg² on reduced arguments h − round(h) (float32 keeps its digits at
+    high-order reflections); an exact zero argument becomes the smallest normal number, whose
+    sin(N·x)/sin(x) is N, avoiding a branch. Other shapes square the full factor, and so does
+    a differentiable run (the in-place products below would overwrite what autograd saved).
+    """
+    if scene.shape != "square" or scene.N.requires_grad or hkl[0].requires_grad:
+        F, _ = lattice_factor(scene, hkl, [_rounded(h) for h in hkl])
+        return F * F
+    tiny = torch.tensor(torch.finfo(scene.dtype).tiny, dtype=scene.dtype, device=scene.device)
+    L = None
+    for h, n in zip(hkl, scene.N_values):
+        if n <= 1.0:
+            continue
+        x = torch.add(tiny, h - torch.round(h), alpha=math.pi)
+        r = torch.sin(x * n).div_(torch.sin(x))
+        L = r if L is None else L.mul_(r)
+    if L is None:
+        return torch.ones_like(hkl[0])
+    return L.mul_(L)
+
+
+def lattice_factor(scene: Scene, hkl: list, h0: list) -> tuple:
+    """F_latt with its sign (and, for the square shape, the per-axis factors) -- for traces and
+    non-square shapes. hkl, h0: three tensors of fractional and rounded indices."""
+    N = scene.N
+    if scene.shape == "square":
+        comps = []
+        for i in range(3):
+            if N.requires_grad:
+                comps.append(sincg_direct(hkl[i], N[i]))
+            elif scene.N_values[i] > 1.0:
+                comps.append(sincg_reduced(hkl[i] - h0[i], h0[i], N[i]))
+            else:
+                comps.append(torch.ones_like(hkl[i]))
+        return comps[0] * comps[1] * comps[2], comps
+    Na, Nb, Nc = N[0], N[1], N[2]
+    fh, fk, fl = (h - r for h, r in zip(hkl, h0))
+    if scene.shape == "round":
+        hrad = fh * fh * Na * Na + fk * fk * Nb * Nb + fl * fl * Nc * Nc
+        return Na * Nb * Nc * ROUND_XTAL_SCALE * sinc3(math.pi * torch.sqrt(hrad * scene.fudge)), None
+    a_s, b_s, c_s = scene.lattice.a_star, scene.lattice.b_star, scene.lattice.c_star
+    d = [fh * a_s[j] + fk * b_s[j] + fl * c_s[j] for j in range(3)]
+    rad = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]) * Na * Na * Nb * Nb * Nc * Nc
+    if scene.shape == "gauss":
+        return Na * Nb * Nc * torch.exp(-(rad / GAUSS_WIDTH * scene.fudge)), None
+    return Na * Nb * Nc * (rad * scene.fudge < TOPHAT_CUT).to(rad.dtype), None
+
+
+def structure_factors(scene: Scene, hkl: list, h0: list | None, executed: Tensor | None,
+                      killed: Tensor, P: int) -> tuple:
+    """F_cell per evaluation (or a 0-dim tensor when it is the same everywhere).
+
+    Returns (F_cell, killed after the chunk, killed state before each pixel (P,) or None).
+    """
     sf = scene.sf
-    new_killed = killed
-    if scene.interpolate:
-        hh, kk, ll = h[..., 0], h[..., 1], h[..., 2]
-        nearest = sf.nearest(h0[..., 0], h0[..., 1], h0[..., 2])
-        oob = sf.out_of_range(hh, kk, ll)
-        interp = sf.tricubic(hh, kk, ll)
-        if cp:
-            # C-parity quirk (interpolation kill-switch): the first out-of-range neighbourhood in
-            # loop order switches interpolation off for everything after it, itself included.
-            hit = (oob & executed).reshape(-1)
-            off = killed | (torch.cumsum(hit.to(torch.int32), 0) > 0).reshape(oob.shape)
-            new_killed = killed | hit.any()
-        else:
-            # interpolate wherever the 4x4x4 block lies in the grid (C's test refuses a margin more)
-            off = sf.block_outside(hh, kk, ll)
-        F_cell = torch.where(off, nearest, interp)
-    elif sf.count > 0:
-        F_cell = sf.nearest(h0[..., 0], h0[..., 1], h0[..., 2])
-    else:
-        F_cell = torch.full((), sf.default_F, dtype=dtype, device=device)
-    term = F_cell * F_cell * F_latt * F_latt
-    term = torch.where(executed, term, torch.zeros((), dtype=dtype, device=device))
+    if not (scene.interpolate or sf.count > 0):
+        return torch.tensor(sf.default_F, dtype=scene.dtype, device=scene.device), killed, None
+    h0 = h0 if h0 is not None else [_rounded(h) for h in hkl]
+    nearest = sf.nearest(h0[0], h0[1], h0[2])
+    if not scene.interpolate:
+        return nearest, killed, None
+    interp = sf.tricubic(hkl[0], hkl[1], hkl[2])
+    if not scene.c_parity:
+        # interpolate wherever the 4x4x4 block lies in the grid (C's test refuses a margin more)
+        return torch.where(sf.block_outside(hkl[0], hkl[1], hkl[2]), nearest, interp), killed, None
+    oob = sf.out_of_range(hkl[0], hkl[1], hkl[2])
+    # C-parity quirk (interpolation kill-switch): the first out-of-range neighbourhood in loop
+    # order switches interpolation off for everything after it, itself included.
+    hit = oob & executed if executed is not None else oob
+    per_pixel = hit.reshape(P, -1)
+    running = torch.cumsum(per_pixel.to(torch.int32).reshape(-1), 0).reshape(per_pixel.shape) > 0
+    off = (killed | running).reshape(hit.shape)
+    before_row = killed | (torch.cumsum(per_pixel.any(1).to(torch.int32), 0) -
+                           per_pixel.any(1).to(torch.int32) > 0)
+    return torch.where(off, nearest, interp), killed | hit.any(), before_row
 
-    # --- reduction and scaling ---------------------------------------------------------------
+
+def _per_pixel_sum(x: Tensor, P: int) -> Tensor:
+    """Σ over everything but the leading pixel dimension."""
+    x = x.reshape(P, -1)
+    return x[:, 0] if x.shape[1] == 1 else x.sum(1)
+
+
+def render_chunk(scene: Scene, pix: Tensor, killed: Tensor, first_sub: tuple | None = None,
+                 detail: bool = False) -> ChunkOutput:
+    """Render the pixels with flat indices ``pix`` (P,) (raster order, slow-major).
+
+    killed: c-parity interpolation kill-switch state before this chunk (bool scalar tensor).
+    first_sub: (row in pix, layer, sub-pixel, source) of the first sub-iteration nanoBragg.c
+    executes (c-parity φ=0 carryover), when it lies in this chunk. detail: keep every
+    evaluation's intermediates (signed lattice factors, F_cell, ...) for a trace.
+    """
+    cp = scene.c_parity
+    smp = scene.cfg.sampling
+    dtype, device = scene.dtype, scene.device
+    P, T, SS = pix.shape[0], scene.thicksteps, scene.oversample ** 2
+    S, PM = scene.n_src, scene.n_phi * scene.n_mos
+    ov = (smp.oversample_thick, smp.oversample_polar, smp.oversample_omega)
+
+    geo = pixel_geometry(scene, pix)
+    omega_pixel = geo.omega_sub[:, 0, 0]
+    omega_used = geo.omega_sub if ov[2] else omega_pixel[:, None, None].expand(P, T, SS)
+    scat, valid = scattering_vectors(scene, geo.diffracted)
+    pol_all = polarization(scene, geo.diffracted)                           # (P, T, SS, S)
+
+    hkl = miller_indices(scene, scat, first_sub)
+    need_skip = cp and (any(ov) or scene.interpolate) or detail
+    h0 = [_rounded(h) for h in hkl] if (detail or scene.sf.count > 0 or
+                                        scene.shape != "square") else None
+    comps = None
+    if detail:
+        F_latt, comps = lattice_factor(scene, hkl, h0)
+        L2 = F_latt * F_latt
+    else:
+        L2 = lattice_factor_squared(scene, hkl)
+        F_latt = None
+    executed = None
+    if need_skip and scene.cfg.sampling.water_size == 0.0:
+        executed = L2 != 0.0
+    if valid is not None:
+        v = valid.reshape(-1, 1)
+        executed = v if executed is None else executed & v
+    F_cell, new_killed, killed_rows = structure_factors(scene, hkl, h0, executed, killed, P)
+    term = L2 * (F_cell * F_cell)
+    if valid is not None:
+        term = torch.where(valid.reshape(-1, 1), term, torch.zeros((), dtype=dtype, device=device))
+
+    # --- reduction and scaling ------------------------------------------------------------
     r_e2_fluence = R_E_SQR * scene.fluence
-    flat_valid = valid.reshape(P, T * SS * S)
-    first_valid, any_valid = _first_valid_index(flat_valid)
     if scene.nopolar:
         polar_pixel = torch.ones(P, dtype=dtype, device=device)
+    elif valid is None:
+        polar_pixel = pol_all[:, 0, 0, 0]
     else:
+        flat_valid = valid.reshape(P, -1)
+        first_valid = torch.argmax(flat_valid.to(torch.int8), dim=1)
         polar_pixel = pol_all.reshape(P, -1).gather(1, first_valid[:, None])[:, 0]
-        polar_pixel = torch.where(any_valid, polar_pixel, torch.zeros_like(polar_pixel))
-    ov = (smp.oversample_thick, smp.oversample_polar, smp.oversample_omega)
+        polar_pixel = torch.where(flat_valid.any(1), polar_pixel, torch.zeros_like(polar_pixel))
+    cf_last = geo.cf_sub[:, T - 1, 0]
     if cp:
         if any(ov):
             # C-parity quirk (-oversample_* flags): each factor multiplies the running sum I in
             # every innermost iteration, I <- (I + term)·factor, so earlier terms are scaled again.
             g = torch.ones(P, T, SS, S, dtype=dtype, device=device)
             if ov[0]:
-                g = g * cf_sub[..., None]
+                g = g * geo.cf_sub[..., None]
             if ov[1]:
                 g = g * pol_all
             if ov[2]:
-                g = g * omega_sub[..., None]
-            g = torch.where(executed, g[..., None, None], torch.ones((), dtype=dtype, device=device))
+                g = g * geo.omega_sub[..., None]
+            g = g.reshape(-1, 1).expand(-1, PM)
+            if executed is not None:
+                g = torch.where(executed, g, torch.ones((), dtype=dtype, device=device))
             g = g.reshape(P, -1)
             suffix = torch.flip(torch.cumprod(torch.flip(g, (1,)), 1), (1,))
             I = scene.I_bg * suffix[:, 0] + (term.reshape(P, -1) * suffix).sum(1)
         else:
-            I = scene.I_bg + term.reshape(P, -1).sum(1)
+            I = scene.I_bg + _per_pixel_sum(term, P)
         value = r_e2_fluence * I / scene.steps
         # C-parity quirk (sensor layers): the sum over layers is scaled by the LAST layer's
         # capture fraction only (and layers are not counted in `steps`).
-        cf_last = cf_sub[:, T - 1, 0]
         if not ov[0]:
             value = value * cf_last
         if not ov[1]:
@@ -225,54 +324,33 @@ def render_chunk(scene: Scene, pix: Tensor, killed: Tensor, first_sub: tuple | N
         if not ov[2]:
             value = value * omega_pixel
     else:
-        cf_w = cf_sub if ov[0] else cf_sub[:, :, 0:1].expand(P, T, SS)
+        cf_w = geo.cf_sub if ov[0] else geo.cf_sub[:, :, 0:1].expand(P, T, SS)
         if scene.nopolar:
             pol_w = torch.ones_like(pol_all)
         else:
             pol_w = pol_all if ov[1] else pol_all[:, 0:1, 0:1, :].expand(P, T, SS, S)
         weight = cf_w[..., None] * pol_w * omega_used[..., None]          # (P, T, SS, S)
-        bragg = term.sum(dim=(-2, -1))                                     # (P, T, SS, S)
-        bg = scene.water_molecules * WATER_F * WATER_F * PHI * M * valid.to(dtype)
-        I = (bragg + bg)
-        value = r_e2_fluence * (I * weight).reshape(P, -1).sum(1) / scene.steps
-        cf_last = cf_sub[:, T - 1, 0]
-        I = I.reshape(P, -1).sum(1)
+        per_sub = (term.sum(-1) if PM > 1 else term.reshape(-1)).reshape(P, T, SS, S)
+        if smp.water_size != 0.0:
+            bg = scene.water_molecules * WATER_F * WATER_F * PM
+            per_sub = per_sub + (bg if valid is None else bg * valid.to(dtype))
+        I = _per_pixel_sum(per_sub, P)
+        value = r_e2_fluence * _per_pixel_sum(per_sub * weight, P) / scene.steps
 
-    omega_sum = omega_used.sum()
-
-    traces = {row: _capture_trace(scene, row, first_sub, pos, airpath, diffracted, omega_used,
-                                  incident, lam, scat, valid, h, h0, F_latt, comps, F_cell,
-                                  executed, pol_all, polar_pixel, cf_sub, omega_sub, I, value,
-                                  cf_last, omega_pixel)
-              for row in trace_rows}
-    return ChunkOutput(values=value, omega_sum=omega_sum, killed=new_killed, traces=traces)
-
-
-def _capture_trace(scene, r, first_sub, pos, airpath, diffracted, omega_used, incident, lam, scat,
-                   valid, h, h0, F_latt, comps, F_cell, executed, pol_all, polar_pixel, cf_sub,
-                   omega_sub, I, value, cf_last, omega_pixel) -> dict:
-    """Slices of the kernel's intermediates for one pixel (row r), for :mod:`nanobragg_cli.trace`."""
-    smp = scene.cfg.sampling
-    T, SS = pos.shape[1], pos.shape[2]
-    S = incident.shape[0]
-    if first_sub is not None and first_sub[0] == r and scene.orient_first is not None:
-        first_ts = (first_sub[1], first_sub[2], first_sub[3])
-    else:
-        first_ts = None
-    F_cell_full = F_cell.expand_as(F_latt) if F_cell.dim() == 0 else F_cell
-    pol_trace = pol_all[r] if (smp.oversample_polar) else polar_pixel[r].expand(T, SS, S)
-    if scene.cfg.sampling.oversample_polar:
-        last = valid[r].reshape(-1).nonzero()
-        polar_final = pol_all[r].reshape(-1)[last[-1, 0]] if last.numel() else polar_pixel[r]
-    else:
-        polar_final = polar_pixel[r]
-    return dict(
-        pos=pos[r], airpath=airpath[r], diffracted=diffracted[r], omega=omega_used[r],
-        incident=incident, lam=lam, scat=scat[r], valid=valid[r], h=h[r], h0=h0[r],
-        F_latt=F_latt[r], comps=None if comps is None else [c[r] for c in comps],
-        F_cell=F_cell_full[r], executed=executed[r], polar=pol_trace, I=I[r], value=value[r],
-        capture_fraction=(cf_sub[r, T - 1, SS - 1] if smp.oversample_thick else cf_last[r]),
-        polar_final=polar_final,
-        omega_final=(omega_sub[r, T - 1, SS - 1] if smp.oversample_omega else omega_pixel[r]),
-        orient=scene.orient, orient_first=scene.orient_first, first_ts=first_ts,
-    )
+    out = ChunkOutput(values=value, I=I, omega_sum=omega_used.sum(), killed=new_killed,
+                      killed_rows=killed_rows)
+    if detail:
+        shape = (P, T, SS, S, scene.n_phi, scene.n_mos)
+        F_cell_full = F_cell.expand(L2.shape) if F_cell.dim() == 0 else F_cell
+        out.detail = dict(
+            geo=geo, omega=omega_used, incident=-scene.source_dirs, lam=scene.source_lambda,
+            scat=torch.stack(scat, dim=-1),
+            valid=(torch.ones(P, T, SS, S, dtype=torch.bool, device=device) if valid is None
+                   else valid),
+            hkl=[h.reshape(shape) for h in hkl], h0=[h.reshape(shape) for h in h0],
+            F_latt=F_latt.reshape(shape), comps=None if comps is None else [c.reshape(shape) for c in comps],
+            F_cell=F_cell_full.reshape(shape),
+            executed=(torch.ones(shape, dtype=torch.bool, device=device) if executed is None
+                      else executed.expand(L2.shape).reshape(shape)),
+            pol_all=pol_all, polar_pixel=polar_pixel, cf_last=cf_last, omega_pixel=omega_pixel)
+    return out

@@ -20,9 +20,10 @@ def sincg_reduced(frac: Tensor, index: Tensor, n: Tensor) -> Tensor:
     n: cell count (integral values), broadcastable. Since sin(Nπ(h0+f)) = (−1)^{N·h0} sin(Nπf)
     and sin(π(h0+f)) = (−1)^{h0} sin(πf), the result is (−1)^{(N−1)h0} sin(Nπf)/sin(πf): the
     transcendental arguments stay small, so float32 keeps its digits at high-order reflections.
-    At f = 0 the limit N·(−1)^{(N−1)h0} is used.
+    At f = 0 the limit N·(−1)^{(N−1)h0} is used. For a continuous N (a tensor that requires grad)
+    the sign is that of round(N), so it stays ±1 and carries no gradient.
     """
-    sign = 1.0 - 2.0 * torch.remainder(index * (n - 1.0), 2.0)
+    sign = 1.0 - 2.0 * torch.remainder(index * (torch.round(n) - 1.0), 2.0)
     x = math.pi * frac
     safe = torch.where(frac == 0.0, torch.ones_like(x), x)
     ratio = torch.sin(n * safe) / torch.sin(safe)
@@ -30,11 +31,16 @@ def sincg_reduced(frac: Tensor, index: Tensor, n: Tensor) -> Tensor:
 
 
 def sincg_direct(h: Tensor, n: Tensor) -> Tensor:
-    """sin(N·π·h)/sin(π·h) on the full argument (used when N is a continuous, differentiable
-    parameter, for which the reduced form's identity does not hold)."""
-    x = math.pi * h
-    safe = torch.where(x == 0.0, torch.ones_like(x), x)
-    return torch.where(x == 0.0, n * torch.ones_like(x), torch.sin(safe * n) / torch.sin(safe))
+    """The lattice transform straight from the fractional index h (..., ) for a continuous cell
+    count n (a tensor that may require grad): :func:`sincg_reduced` on f = h − ceil(h − ½).
+
+    For integral N it is sin(Nπh)/sin(πh). For a non-integral N the bare ratio sin(Nπh)/sin(πh)
+    is not periodic in h: it grows away from h = 0, and its derivative in N, πh·cos(Nπh)/sin(πh),
+    diverges at every Bragg peak but the origin. The periodic continuation sin(Nπf)/sin(πf) keeps
+    the lattice's periodicity, equals the integral-N transform, and is smooth in N and h.
+    """
+    h0 = torch.ceil(h - 0.5)
+    return sincg_reduced(h - h0, h0, n)
 
 
 def sinc3(x: Tensor) -> Tensor:
@@ -44,23 +50,30 @@ def sinc3(x: Tensor) -> Tensor:
     return torch.where(x == 0.0, torch.ones_like(x), val)
 
 
-def polarization_factor(kahn: float, incident: Tensor, diffracted: Tensor,
+def polarization_factor(kahn: float | Tensor, incident: Tensor, diffracted: Tensor,
                         polar_axis: Tensor) -> Tensor:
     """Kahn polarization factor 0.5·(1 + cos²2θ − K·cos2ψ·sin²2θ).
 
     incident, diffracted: (..., 3) unit vectors; polar_axis: (3,) unit E-vector direction;
     ψ is the azimuth of the diffracted ray about the beam, measured from the E-vector.
+    kahn: a float, or a tensor (then the full formula is always evaluated, so the derivative in
+    K exists at K = 0 too).
     """
     cos2t = (incident * diffracted).sum(-1)
     cos2t_sq = cos2t * cos2t
     sin2t_sq = 1.0 - cos2t_sq
-    if kahn == 0.0:
+    if not isinstance(kahn, Tensor) and kahn == 0.0:
         return 0.5 * (1.0 + cos2t_sq)
     B_in = torch.linalg.cross(polar_axis.expand_as(incident), incident)
     B_in = B_in / torch.linalg.vector_norm(B_in, dim=-1, keepdim=True)
     E_in = torch.linalg.cross(incident, B_in)
     E_in = E_in / torch.linalg.vector_norm(E_in, dim=-1, keepdim=True)
-    psi = -torch.atan2((diffracted * B_in).sum(-1), (diffracted * E_in).sum(-1))
+    along_B = (diffracted * B_in).sum(-1)
+    along_E = (diffracted * E_in).sum(-1)
+    # along the beam ψ is undefined and sin²2θ = 0; atan2(0, 1) = atan2(0, 0) keeps the
+    # gradient finite there (atan2's derivative at the origin is NaN)
+    along_E = torch.where((along_B == 0.0) & (along_E == 0.0), torch.ones_like(along_E), along_E)
+    psi = -torch.atan2(along_B, along_E)
     return 0.5 * (1.0 + cos2t_sq - kahn * torch.cos(2 * psi) * sin2t_sq)
 
 

@@ -12,8 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .kernel import render_chunk, subpixel_positions
-from .geometry.rotation import norm
+from .kernel import pixel_geometry, render_chunk, scattering_vectors
 from .scene import Scene
 
 DEFAULT_MAX_MEMORY = 256 * 2 ** 20   # bytes of kernel temporaries per chunk
@@ -62,13 +61,8 @@ def first_executed_subiteration(scene: Scene, pix: Tensor, chunk: int) -> tuple 
     with torch.no_grad():
         for start in range(0, pix.numel(), chunk):
             sel = pix[start:start + chunk]
-            sp = torch.div(sel, scene.fpixels, rounding_mode="floor").to(scene.dtype)
-            fp = torch.remainder(sel, scene.fpixels).to(scene.dtype)
-            pos = subpixel_positions(scene, sp, fp)
-            d = pos / norm(pos).unsqueeze(-1)
-            scat = (d[:, :, :, None, :] + scene.source_dirs) / scene.source_lambda[:, None]
-            stol = 0.5 * norm(scat)
-            valid = ~((stol > 0.0) & (scene.dmin > 0.5 / torch.where(stol > 0, stol, 1.0)))
+            geo = pixel_geometry(scene, sel)
+            _, valid = scattering_vectors(scene, geo.diffracted)
             flat = valid.reshape(-1).nonzero()
             if flat.numel():
                 k = int(flat[0, 0])
@@ -78,6 +72,42 @@ def first_executed_subiteration(scene: Scene, pix: Tensor, chunk: int) -> tuple 
                 ss, s = divmod(rest, S)
                 return (start + p, t, ss, s)
     return None
+
+
+def trace_pixel(scene: Scene, one: Tensor, main, row: int, killed: Tensor,
+                first_local: tuple | None) -> dict:
+    """Intermediates of one pixel for :mod:`nanobragg_cli.trace`: the same kernel run on that
+    pixel alone with ``detail=True`` (its state -- kill-switch, first sub-iteration -- taken
+    from the chunk), with I and the pixel value taken from the chunk's own render so the trace
+    prints exactly what the image holds."""
+    state = killed if main.killed_rows is None else main.killed_rows[row]
+    first = None
+    if first_local is not None and first_local[0] == row:
+        first = (0,) + tuple(first_local[1:])
+    d = render_chunk(scene, one, state, first, detail=True).detail
+    smp = scene.cfg.sampling
+    geo = d["geo"]
+    T, SS = geo.airpath.shape[1], geo.airpath.shape[2]
+    if smp.oversample_polar:
+        ok = d["valid"][0].reshape(-1).nonzero()
+        polar_final = d["pol_all"][0].reshape(-1)[ok[-1, 0]] if ok.numel() else d["polar_pixel"][0]
+    else:
+        polar_final = d["polar_pixel"][0]
+    return dict(
+        pos=geo.stacked("pos")[0], airpath=geo.airpath[0], diffracted=geo.stacked("diffracted")[0],
+        omega=d["omega"][0],
+        incident=d["incident"], lam=d["lam"], scat=d["scat"][0], valid=d["valid"][0],
+        h=torch.stack([h[0] for h in d["hkl"]], -1), h0=torch.stack([h[0] for h in d["h0"]], -1),
+        F_latt=d["F_latt"][0], comps=None if d["comps"] is None else [c[0] for c in d["comps"]],
+        F_cell=d["F_cell"][0], executed=d["executed"][0],
+        polar=(d["pol_all"][0] if smp.oversample_polar
+               else d["polar_pixel"][0].expand(d["pol_all"][0].shape)),
+        I=main.I[row], value=main.values[row],
+        capture_fraction=(geo.cf_sub[0, T - 1, SS - 1] if smp.oversample_thick else d["cf_last"][0]),
+        polar_final=polar_final,
+        omega_final=(geo.omega_sub[0, T - 1, SS - 1] if smp.oversample_omega else d["omega_pixel"][0]),
+        orient=scene.orient, orient_first=scene.orient_first,
+        first_ts=None if first is None else tuple(first[1:]))
 
 
 def render(scene: Scene, *, max_memory: int = DEFAULT_MAX_MEMORY,
@@ -120,13 +150,13 @@ def render(scene: Scene, *, max_memory: int = DEFAULT_MAX_MEMORY,
         first_local = None
         if first is not None and start <= first[0] < stop:
             first_local = (first[0] - start,) + tuple(first[1:])
-        rows = {k - start: v for k, v in trace_at.items() if start <= k < stop}
-        out = render_chunk(scene, pix[start:stop], killed, first_local, list(rows))
+        out = render_chunk(scene, pix[start:stop], killed, first_local)
+        for k, px in trace_at.items():
+            if start <= k < stop:
+                traces[px] = trace_pixel(scene, pix[k:k + 1], out, k - start, killed, first_local)
         values.append(out.values)
         killed = out.killed
-        omega_sum = omega_sum + out.omega_sum
-        for row, capture in out.traces.items():
-            traces[rows[row]] = capture
+        omega_sum = omega_sum + out.omega_sum.detach()  # a report figure, not differentiated
         if progress is not None:
             progress(stop, n)
     flat_image = torch.zeros(scene.spixels * scene.fpixels, dtype=scene.dtype, device=scene.device)

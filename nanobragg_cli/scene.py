@@ -84,7 +84,7 @@ class Scene:
     sources: SourceGrid
     lattice: Lattice
     N: Tensor                      # (3,) Na, Nb, Nc
-    N_is_integer: bool
+    N_values: tuple                # the same as Python floats (for shape decisions, not values)
     phis: Tensor                   # (Φ,) rad
     orient: Tensor                 # (Φ, M, 3, 3) real vectors per step/domain, m
     orient_first: Tensor | None    # same for the first sub-iteration (c-parity carryover)
@@ -221,12 +221,13 @@ def build_scene(cfg: Config, *, c_parity: bool = False, dtype=torch.float64, dev
     kw = dict(dtype=dtype, device=device)
 
     amat = None
-    if c.matfile is not None:
+    if c.matfile is None:
+        if not c.user_cell or c.cell[0] <= 0.0:
+            raise FlagError("-cell: the cell length a must be positive")
+    elif params is None or params.amat is None:  # the API passes the matrix it read once
         from .io.mosflm import read_mat
         amat = read_mat(c.matfile) * (1e-10 / b.lambda0)
         messages.append(f"reading {c.matfile}")
-    elif not c.user_cell or c.cell[0] <= 0.0:
-        raise FlagError("-cell: the cell length a must be positive")
     random_misset = None
     if c.misset == "random":
         random_misset = rng.random_misset(c.misset_seed, rng=random)
@@ -263,7 +264,7 @@ def build_scene(cfg: Config, *, c_parity: bool = False, dtype=torch.float64, dev
             messages.append("WARNING: N < 1 is treated as N = 1 (nanoBragg.c cannot model an "
                             "isolated cell)")
         N = torch.tensor(Ns, **kw)
-    N_is_integer = bool(torch.all(N.detach() == torch.round(N.detach()))) and not N.requires_grad
+    N_values = tuple(float(x) for x in N.detach().cpu())
     xtal = [float(norm(v).detach()) * float(n) for v, n in zip((lat.a, lat.b, lat.c), N.detach())]
     messages.append("crystal is %g x %g x %g microns" % tuple(x * 1e6 for x in xtal))
     reciprocal_pixel = b.lambda0 * float(det.distance.detach()) / d.pixel_size
@@ -332,7 +333,7 @@ def build_scene(cfg: Config, *, c_parity: bool = False, dtype=torch.float64, dev
         thicksteps=s.detector_thicksteps, thickstep=_t(_layer_thickness(s, c_parity), dtype, device),
         detector_thick=s.detector_thick, mu=_t(s.detector_mu, dtype, device),
         source_dirs=sources.directions, source_lambda=sources.wavelengths(lam0), sources=sources,
-        lattice=lat, N=N, N_is_integer=N_is_integer, phis=phis, orient=orient,
+        lattice=lat, N=N, N_values=N_values, phis=phis, orient=orient,
         orient_first=orient_first, umats=umats, sf=sf, interpolate=interpolate, shape=c.shape,
         fudge=c.fudge, kahn=_t(params.polarization, dtype, device), nopolar=b.nopolar,
         polar_vector=vec(d.polar_vector), fluence=fluence, steps=steps, I_bg=I_bg,
@@ -354,12 +355,12 @@ def _layer_thickness(s, c_parity: bool) -> float:
 def _mosaic_umats(c, params: SceneParams, kw, random) -> Tensor:
     """Mosaic domain rotations from nanoBragg.c's random sequence (domain 0 = identity).
 
-    When the spread is a tensor requiring grad, each domain's rotation angle is rescaled with it
+    When the spread is a tensor (the Python API), each domain's rotation angle is rescaled with it
     (axes and relative angles stay those of the C random draws), so the image is differentiable
-    in the mosaic spread.
+    in the mosaic spread and follows its value.
     """
     spread = params.mosaic_spread
-    if isinstance(spread, Tensor) and spread.requires_grad:
+    if isinstance(spread, Tensor):
         axes, angles = rng.mosaic_axes_angles(c.mosaic_spread, c.mosaic_domains, c.mosaic_seed,
                                               rng=random)
         rel = torch.tensor(angles / c.mosaic_spread, **kw)
