@@ -1,17 +1,32 @@
 """Command line entry point: ``nanobragg <nanoBragg.c flags>`` and the subcommands.
 
 Parsing is separate from physics: argv becomes a Config (:func:`nanobragg_cli.simulate.prepare`)
-and the same functions the Python API uses do the work. User errors print one line and exit 9;
-nothing here imports torch until a simulation actually runs, so ``--help`` is instant.
+and the same functions the Python API uses do the work. Nothing here imports torch until a
+simulation actually runs, so ``--help`` and ``--version`` are instant.
+
+Contract with the user: every error prints one line (``nanobragg: error: ...`` naming the flag or
+file) and exits 9 without a traceback or an output file; Ctrl-C exits 130 (SIGTERM 143) with one
+line, and leaves no partial file. All outputs of a run are written to temporary names first and
+renamed into place together once every one of them is complete.
 """
 
 import os
+import signal
 import sys
+import time
 
 from . import __version__
 from .errors import NanoBraggError
 
 SUBCOMMANDS = ("compare", "parity", "suite", "bench")
+HELP = ("-h", "--help", "-help")
+EXIT_INTERRUPT = 130
+EXIT_TERMINATED = 143
+EXIT_INTERNAL = 70
+
+
+class Terminated(BaseException):
+    """Raised in the main thread by SIGTERM, so that cleanup runs as for Ctrl-C."""
 
 
 def _err(message: str, code: int = 9) -> int:
@@ -19,34 +34,70 @@ def _err(message: str, code: int = 9) -> int:
     return code
 
 
+def _note(message: str) -> None:
+    print(f"nanobragg: {message}", file=sys.stderr)
+
+
 def _subcommand(name: str, args: list) -> int:
+    """Run ``nanobragg_cli.<name>.<name>_command`` (a click command), ``--help`` included."""
     import importlib
-    module = importlib.import_module(f".{name}", __package__)
-    command = getattr(module, f"{name}_command")
     try:
-        command.main(args=args, prog_name=f"nanobragg {name}", standalone_mode=True)
+        module = importlib.import_module(f".{name}", __package__)
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__package__}.{name}":
+            raise  # a dependency of the subcommand is missing: say which (internal error line)
+        raise NanoBraggError(f"{name}: this subcommand is not available in this installation "
+                             f"(module {__package__}.{name} is missing)") from None
+    command = getattr(module, f"{name}_command", None)
+    if command is None:
+        raise NanoBraggError(f"{name}: this subcommand is not available in this installation "
+                             f"({__package__}.{name} defines no {name}_command)")
+    try:
+        rv = command.main(args=args, prog_name=f"nanobragg {name}", standalone_mode=True)
     except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    return rv if isinstance(rv, int) else 0
 
 
-def simulate_main(argv: list) -> int:
-    """Run a simulation from nanoBragg.c flags (plus this tool's --options)."""
-    from .simulate import (check_output_paths, input_files, output_files, prepare,
-                           report_lines, run_simulation, split_tool_options)
-    nb_argv, tool = split_tool_options(argv)
-    cfg = prepare(nb_argv)
-    check_output_paths(cfg, input_files(cfg))
-    for w in cfg.warnings:
-        print(f"nanobragg: warning: {w}", file=sys.stderr)
-    from .progress import RenderProgress
-    show = cfg.output.progress if tool.progress is None else tool.progress
-    bar = RenderProgress(show)
-    try:
-        res = run_simulation(cfg, tool, progress=bar)
-    finally:
-        bar.close()
-    from .io.atomic import atomic_write_bytes
+def _seed_notes(cfg) -> None:
+    """Say which time-based seeds this run uses, so that it can be repeated exactly."""
+    out, c = cfg.output, cfg.crystal
+    if out.calculate_noise and not out.seed_given:
+        _note(f"noise seed: {out.seed} (repeat with -seed {-out.seed})")
+    if c.misset == "random" and not c.misset_seed_given:
+        hint = f"-misset_seed {-c.misset_seed}"
+        if out.calculate_noise and out.seed != c.misset_seed:
+            hint += " placed before -seed (it also sets the noise seed, as in nanoBragg.c)"
+        _note(f"random misset seed: {c.misset_seed} (repeat with {hint})")
+
+
+def _trace_json(cfg, tool, res) -> bytes:
+    import json
+    record = res.trace_record or {"lines": [], "per_phi": [], "final": {}}
+    pixel = cfg.output.trace_pixel
+    record = dict(record, pixel={"slow": pixel[0] if pixel else None,
+                                 "fast": pixel[1] if pixel else None},
+                  mode="c-parity" if tool.c_parity else "default")
+    return json.dumps(record, indent=1).encode()
+
+
+def _extra_outputs(cfg, tool, res, argv: list) -> list:
+    """[(flag, path, bytes)] of this tool's own outputs (--trace-json, --hdf5, --png)."""
+    files = []
+    if tool.trace_json:
+        files.append(("--trace-json", tool.trace_json, _trace_json(cfg, tool, res)))
+    if tool.hdf5:
+        from .io.hdf5 import hdf5_bytes
+        files.append(("--hdf5", tool.hdf5, hdf5_bytes(res, title=" ".join(["nanobragg", *argv]))))
+    if tool.png:
+        from .io.png import image_png_bytes
+        files.append(("--png", tool.png, image_png_bytes(res.image, tool.png_scale, res.rendered)))
+    return files
+
+
+def _report(cfg, res) -> list:
+    from .simulate import report_lines
     from .trace import format_lines
     lines = report_lines(res)
     if cfg.output.trace_pixel is not None:
@@ -54,25 +105,85 @@ def simulate_main(argv: list) -> int:
         s, f = cfg.output.trace_pixel
         lines[at:at] = [f"TRACE_CONFIG: tracing pixel (spixel={s}, fpixel={f})",
                         *format_lines(res.trace_lines)]
-    files = output_files(res)
-    if tool.trace_json:
-        import json
-        record = res.trace_record or {"lines": [], "per_phi": [], "final": {}}
-        record = dict(record, pixel={"slow": cfg.output.trace_pixel[0] if cfg.output.trace_pixel else None,
-                                     "fast": cfg.output.trace_pixel[1] if cfg.output.trace_pixel else None},
-                      mode="c-parity" if tool.c_parity else "default")
-        files.append((tool.trace_json, json.dumps(record, indent=1).encode()))
-    for path, data in files:
-        atomic_write_bytes(path, data)
+    return lines
+
+
+def simulate_main(argv: list, written: list | None = None) -> int:
+    """Run a simulation from nanoBragg.c flags (plus this tool's --options).
+
+    ``written`` (a list) receives each output path once it is in place, so that an interrupted
+    caller can say which files exist.
+    """
+    from . import preflight
+    from .simulate import output_files, prepare, run_simulation, split_tool_options
+
+    started, t0 = time.time(), time.perf_counter()
+    written = [] if written is None else written
+    nb_argv, tool = split_tool_options(argv)
+    if tool.hdf5:
+        from .io.hdf5 import require_h5py
+        require_h5py()
+    cfg = prepare(nb_argv)
+    inputs = preflight.input_files(cfg)
+    preflight.check_inputs(inputs)
+    preflight.check_outputs(preflight.planned_outputs(cfg, tool), inputs)
+    preflight.check_memory(cfg, tool.max_memory)
+    for w in cfg.warnings:
+        _note(f"warning: {w}")
+    _seed_notes(cfg)
+
+    input_records = None
+    if tool.manifest:
+        from .manifest import file_record
+        input_records = [file_record(flag, path) for flag, path in inputs]
+
+    from .progress import RenderProgress
+    show = cfg.output.progress if tool.progress is None else tool.progress
+    bar = RenderProgress(show)
+    try:
+        res = run_simulation(cfg, tool, progress=bar)
+    finally:
+        bar.close()
+
+    flag_of = {cfg.output.floatfile: "-floatfile", cfg.output.intfile: "-intfile",
+               cfg.output.pgmfile: "-pgmfile", cfg.output.noisefile: "-noisefile"}
+    files = [(flag_of.get(path, "output"), path, data) for path, data in output_files(res)]
+    files += _extra_outputs(cfg, tool, res, argv)
+    lines = _report(cfg, res)
+
+    from .io.atomic import atomic_write_bytes, atomic_write_many
+    atomic_write_many([(path, data) for _, path, data in files], committed=written)
+    if tool.manifest:
+        from .manifest import file_record, manifest, manifest_bytes
+        outputs = [file_record(flag, path, data) for flag, path, data in files]
+        dump = cfg.crystal.dumpfile
+        if cfg.crystal.hklfile is not None and os.path.isfile(dump):
+            outputs.append(file_record("-dump", dump))
+        record = manifest(list(argv), cfg, tool, res, input_records, outputs, started,
+                          time.perf_counter() - t0)
+        atomic_write_bytes(tool.manifest, manifest_bytes(record))
+        written.append(tool.manifest)
     print("\n".join(lines))
     return 0
+
+
+def _interrupted(written: list, what: str) -> str:
+    if not written:
+        return f"{what}; no output file was written"
+    return f"{what} after writing {', '.join(written)}; the other outputs were not written"
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
 
 
 def main(argv: list | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = bool(os.environ.get("NANOBRAGG_DEBUG"))
+    written: list = []
+    old_term = None
     try:
-        if not argv or argv[0] in ("-h", "--help", "-help"):
+        if not argv or argv[0] in HELP:
             from .help import print_help
             print_help()
             return 0
@@ -81,16 +192,42 @@ def main(argv: list | None = None) -> int:
             return 0
         if argv[0] in SUBCOMMANDS:
             return _subcommand(argv[0], argv[1:])
-        return simulate_main(argv)
+        if any(a in HELP for a in argv):
+            from .help import print_help
+            print_help()
+            return 0
+        from . import server
+        if server.enabled():  # warm start-up (NANOBRAGG_SERVER=1): run in a server with torch loaded
+            code = server.run_remote(argv)
+            if code is not None:
+                return code
+        try:
+            old_term = signal.signal(signal.SIGTERM, _on_sigterm)
+        except ValueError:  # not the main thread (an embedding application): leave it alone
+            old_term = None
+        return simulate_main(argv, written)
     except NanoBraggError as err:
         return _err(str(err), err.exit_code)
     except KeyboardInterrupt:
-        print("nanobragg: interrupted; no output file was written", file=sys.stderr)
-        return 130
+        print(f"nanobragg: {_interrupted(written, 'interrupted')}", file=sys.stderr)
+        return EXIT_INTERRUPT
+    except Terminated:
+        print(f"nanobragg: {_interrupted(written, 'terminated')}", file=sys.stderr)
+        return EXIT_TERMINATED
+    except BrokenPipeError:  # e.g. nanobragg --help | head
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 0
     except MemoryError:
-        return _err("out of memory: lower --max-memory or render a smaller -roi")
+        return _err("out of memory: lower --max-memory, use fewer pixels or a smaller -roi")
     except Exception as exc:  # a bug: say so in one line unless debugging
         if debug:
             raise
         return _err(f"internal error: {type(exc).__name__}: {exc} "
-                    "(set NANOBRAGG_DEBUG=1 for a traceback)", 70)
+                    "(set NANOBRAGG_DEBUG=1 for a traceback)", EXIT_INTERNAL)
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)

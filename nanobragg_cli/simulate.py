@@ -35,6 +35,7 @@ class ToolOptions:
     manifest: str | None = None
     hdf5: str | None = None
     png: str | None = None
+    png_scale: str = "log"
     extra: dict = field(default_factory=dict)
 
 
@@ -56,6 +57,7 @@ def _parse_size(flag, text):
 TOOL_FLAGS = {
     "--c-parity": 0, "--device": 1, "--dtype": 1, "--trace-json": 1, "--max-memory": 1,
     "--threads": 1, "--progress": 0, "--no-progress": 0, "--manifest": 1, "--hdf5": 1, "--png": 1,
+    "--png-scale": 1,
 }
 
 
@@ -72,7 +74,7 @@ def split_tool_options(argv: list) -> tuple:
                 raise FlagError(f"{name}: unknown option (see 'nanobragg --help')")
             nargs = TOOL_FLAGS[name]
             if nargs and not inline:
-                if i + 1 >= len(argv):
+                if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
                     raise FlagError(f"{name}: expected a value")
                 inline = argv[i + 1]
                 i += 1
@@ -97,6 +99,10 @@ def split_tool_options(argv: list) -> tuple:
                 tool.progress = True
             elif name == "--no-progress":
                 tool.progress = False
+            elif name == "--png-scale":
+                if inline not in ("log", "sqrt"):
+                    raise FlagError(f"--png-scale: expected log or sqrt, got {inline!r}")
+                tool.png_scale = inline
             else:
                 setattr(tool, name[2:].replace("-", "_"), inline)
             continue
@@ -144,7 +150,9 @@ def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
     import torch
     from . import rng
     from .outputs import image_stats, int_scale, pgm_scale
-    from .render import DEFAULT_MAX_MEMORY, render, rendered_pixels
+    from .preflight import check_kernel_memory
+    from .render import (BYTES_PER_EVAL, BYTES_PER_EVAL_INTERP, DEFAULT_MAX_MEMORY, render,
+                         rendered_pixels)
     from .scene import build_scene
     from .trace import trace_records
 
@@ -159,6 +167,7 @@ def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
     random = rng.NanoRandom()
     scene = build_scene(cfg, c_parity=tool.c_parity, dtype=dtype, device=tool.device,
                         messages=messages, random=random)
+    check_kernel_memory(scene, BYTES_PER_EVAL_INTERP if scene.interpolate else BYTES_PER_EVAL)
     out = cfg.output
     wanted = list(extra_trace_pixels)
     if out.trace_pixel is not None:
@@ -200,28 +209,17 @@ def output_files(res: SimulationResult) -> list:
 
 
 def check_output_paths(cfg: Config, inputs: list) -> None:
-    """Refuse to overwrite an input file with an output (before any work is done)."""
-    import os
-    out = cfg.output
-    outs = [(out.floatfile, "-floatfile"), (out.intfile, "-intfile")]
-    if out.write_pgm:
-        outs.append((out.pgmfile, "-pgmfile"))
-    if out.calculate_noise:
-        outs.append((out.noisefile, "-noisefile"))
-    real_inputs = {os.path.realpath(p): p for p in inputs if p}
-    seen = {}
-    for path, flag in outs:
-        rp = os.path.realpath(path)
-        if rp in real_inputs:
-            raise FlagError(f"{flag} {path}: refusing to overwrite the input file {real_inputs[rp]}")
-        if rp in seen:
-            raise FlagError(f"{flag} {path}: the same file is also given to {seen[rp]}")
-        seen[rp] = flag
+    """Refuse to overwrite an input file with an output (before any work is done).
+    ``inputs``: paths, or (flag, path) pairs (see :mod:`nanobragg_cli.preflight`)."""
+    from .preflight import check_outputs, planned_outputs
+    pairs = [p if isinstance(p, tuple) else ("input", p) for p in inputs if p]
+    check_outputs(planned_outputs(cfg), pairs)
 
 
 def input_files(cfg: Config) -> list:
-    c, b, d = cfg.crystal, cfg.beam, cfg.detector
-    return [c.matfile, c.hklfile, b.sourcefile]
+    """Paths of every file the run reads (see :func:`nanobragg_cli.preflight.input_files`)."""
+    from .preflight import input_files as pairs
+    return [path for _, path in pairs(cfg)]
 
 
 def report_lines(res: SimulationResult) -> list:

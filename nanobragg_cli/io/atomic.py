@@ -57,6 +57,76 @@ def _write_all(fh, data: BytesLike | Iterable[BytesLike]) -> None:
             fh.write(chunk)
 
 
+def _stage(name: str, data, fsync: bool) -> tuple[str | None, str]:
+    """Write ``data`` to a hidden temporary file beside ``name``; returns (temporary, target).
+
+    A target that exists and is not a regular file (a device such as /dev/null or /dev/full, a
+    FIFO) is written directly, since renaming over it would be wrong; then temporary is None.
+    On any exception the temporary file is removed; OS errors become NanoBraggError naming
+    ``name``.
+    """
+    target = os.path.realpath(name) if os.path.islink(name) else name
+    try:
+        st = os.stat(target)
+    except OSError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        if stat.S_ISDIR(st.st_mode):
+            raise NanoBraggError(f"cannot write {name}: a folder of that name exists")
+        try:
+            with open(target, "wb") as fh:
+                _write_all(fh, data)
+        except OSError as err:
+            raise _write_error(name, err) from None
+        return None, target
+
+    folder = os.path.dirname(os.path.abspath(target))
+    try:
+        # prefix shortened so that a long (but legal) target name cannot make the temp name too long
+        prefix = "." + os.path.basename(target)[:64] + "."
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".part", dir=folder)
+    except OSError as err:
+        raise _write_error(name, err) from None
+
+    try:
+        try:
+            os.fchmod(fd, 0o666 & ~_current_umask())
+        except (OSError, AttributeError):  # pragma: no cover - fchmod missing on some platforms
+            pass
+        with os.fdopen(fd, "wb") as fh:
+            _write_all(fh, data)
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
+    except BaseException as exc:
+        _discard(tmp)
+        if isinstance(exc, OSError):
+            raise _write_error(name, exc) from None
+        raise
+    return tmp, target
+
+
+def _discard(tmp: str | None) -> None:
+    if tmp is None:
+        return
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
+
+
+def _commit(name: str, tmp: str | None, target: str) -> None:
+    if tmp is None:
+        return
+    try:
+        os.replace(tmp, target)
+    except BaseException as exc:
+        _discard(tmp)
+        if isinstance(exc, OSError):
+            raise _write_error(name, exc) from None
+        raise
+
+
 def atomic_write_bytes(
     path: str | os.PathLike,
     data: BytesLike | Iterable[BytesLike],
@@ -78,46 +148,31 @@ def atomic_write_bytes(
     as /dev/null, a FIFO) it is written directly: renaming over it would be wrong.
     """
     name = os.fspath(path)
-    target = os.path.realpath(name) if os.path.islink(name) else name
+    tmp, target = _stage(name, data, fsync)
+    _commit(name, tmp, target)
 
-    try:
-        st = os.stat(target)
-    except OSError:
-        st = None
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        if stat.S_ISDIR(st.st_mode):
-            raise NanoBraggError(f"cannot write {name}: a folder of that name exists")
-        try:
-            with open(target, "wb") as fh:
-                _write_all(fh, data)
-        except OSError as err:
-            raise _write_error(name, err) from None
-        return
 
-    folder = os.path.dirname(os.path.abspath(target))
-    try:
-        # prefix shortened so that a long (but legal) target name cannot make the temp name too long
-        prefix = "." + os.path.basename(target)[:64] + "."
-        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".part", dir=folder)
-    except OSError as err:
-        raise _write_error(name, err) from None
+def atomic_write_many(files, *, fsync: bool = True, committed: list | None = None) -> None:
+    """Write several files all or nothing (as far as a file system allows).
 
+    ``files``: iterable of (path, data) as for :func:`atomic_write_bytes`. Every file is first
+    written completely to its temporary name (this is where a full disk or an interruption
+    happens); only then are they renamed into place, in order. If staging fails, every
+    temporary file is removed and no target is touched. ``committed`` (a list) receives each
+    path once it is in place, so a caller interrupted during the renames can say which are.
+    """
+    staged = []
     try:
-        try:
-            os.fchmod(fd, 0o666 & ~_current_umask())
-        except (OSError, AttributeError):  # pragma: no cover - fchmod missing on some platforms
-            pass
-        with os.fdopen(fd, "wb") as fh:
-            _write_all(fh, data)
-            fh.flush()
-            if fsync:
-                os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise _write_error(name, exc) from None
-        raise
+        for path, data in files:
+            name = os.fspath(path)
+            tmp, target = _stage(name, data, fsync)
+            staged.append((name, tmp, target))
+        while staged:
+            name, tmp, target = staged[0]
+            _commit(name, tmp, target)
+            staged.pop(0)
+            if committed is not None:
+                committed.append(name)
+    finally:
+        for _, tmp, _ in staged:
+            _discard(tmp)

@@ -1,0 +1,173 @@
+"""Checks made before any work: input files readable, output paths writable and distinct from the
+inputs, and the run's arrays within the machine's memory.
+
+A run that would fail after minutes of rendering (a typo in an output folder, a detector that
+cannot be allocated) fails here instead, in well under a second, with one line naming the flag.
+No torch import: these run before the simulation starts.
+"""
+
+import os
+import stat
+
+from .config import Config
+from .errors import FlagError, InputFileError
+
+# Bytes per detector pixel held at once by a run: the image in the working dtype (several
+# copies while it is assembled), its float32 copy, the statistics' float64 temporaries, the
+# integer/noise/PGM images and their file bytes. Measured order of magnitude, rounded up.
+BYTES_PER_PIXEL = 64
+# The kernel's default working budget per pixel chunk (render.DEFAULT_MAX_MEMORY; not imported
+# from there because render imports torch). tests/test_cli_errors.py checks they agree.
+DEFAULT_KERNEL_BUDGET = 256 * 2 ** 20
+
+
+def input_files(cfg: Config) -> list:
+    """[(flag, path)] of every file the run reads, in the order nanoBragg.c reads them. The
+    structure-factor cache (``-dump``, default Fdump.bin) is an input when no -hkl is given and
+    the file exists, as in nanoBragg.c."""
+    d, c, b = cfg.detector, cfg.crystal, cfg.beam
+    files = [("-mask", d.maskfile), ("-img", d.imgfile), ("-mat", c.matfile),
+             ("-hkl", c.hklfile), ("-sourcefile", b.sourcefile)]
+    if c.hklfile is None and os.path.exists(c.dumpfile):
+        files.append(("-dump", c.dumpfile))
+    return [(flag, path) for flag, path in files if path]
+
+
+def planned_outputs(cfg: Config, tool=None) -> list:
+    """[(flag, path)] of every file the run will write (images, the -hkl cache, tool outputs)."""
+    out = cfg.output
+    files = [("-floatfile", out.floatfile), ("-intfile", out.intfile)]
+    if out.write_pgm:
+        files.append(("-pgmfile", out.pgmfile))
+    if out.calculate_noise:
+        files.append(("-noisefile", out.noisefile))
+    if cfg.crystal.hklfile is not None:
+        files.append(("-dump", cfg.crystal.dumpfile))
+    if tool is not None:
+        for flag in ("--trace-json", "--hdf5", "--png", "--manifest"):
+            path = getattr(tool, flag[2:].replace("-", "_"), None)
+            if path:
+                files.append((flag, path))
+    return files
+
+
+def check_inputs(inputs: list) -> None:
+    """Every input must be a readable file: one line naming the flag and file otherwise."""
+    for flag, path in inputs:
+        if not os.path.exists(path):
+            raise InputFileError(f"{flag} {path}: no such file")
+        if os.path.isdir(path):
+            raise InputFileError(f"{flag} {path}: is a folder, not a file")
+        if not os.access(path, os.R_OK):
+            raise InputFileError(f"{flag} {path}: cannot be read (permission denied)")
+
+
+def _writable(flag: str, path: str) -> None:
+    if not path:
+        raise FlagError(f"{flag}: the file name is empty")
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise FlagError(f"{flag} {path}: is a folder, not a file")
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        if not os.access(path, os.W_OK):
+            raise FlagError(f"{flag} {path}: cannot be written (permission denied)")
+        return  # a device or FIFO (/dev/null): written in place
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        what = "is not a folder" if os.path.exists(folder) else "does not exist"
+        raise FlagError(f"{flag} {path}: cannot write there: {folder} {what}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise FlagError(f"{flag} {path}: cannot write there: folder {folder} is not writable")
+
+
+def check_outputs(outputs: list, inputs: list) -> None:
+    """Outputs must be writable, distinct from each other, and never an input file."""
+    real_inputs = {os.path.realpath(p): (flag, p) for flag, p in inputs if p}
+    seen = {}
+    for flag, path in outputs:
+        if flag != "-dump":  # the structure-factor cache: nanoBragg.c only warns if unwritable
+            _writable(flag, path)
+        rp = os.path.realpath(path)
+        if rp in real_inputs:
+            iflag, ipath = real_inputs[rp]
+            raise FlagError(f"{flag} {path}: refusing to overwrite the input file {ipath} "
+                            f"(given to {iflag})")
+        if rp in seen and not rp.startswith("/dev/"):
+            raise FlagError(f"{flag} {path}: the same file is also written by {seen[rp]}")
+        seen[rp] = flag
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can still use: MemAvailable, capped by a cgroup limit."""
+    avail = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return None
+    try:
+        with open("/sys/fs/cgroup/memory.max", encoding="ascii") as fh:
+            limit = fh.read().strip()
+        with open("/sys/fs/cgroup/memory.current", encoding="ascii") as fh:
+            used = int(fh.read().strip())
+        if limit != "max":
+            avail = min(avail, max(0, int(limit) - used))
+    except (OSError, ValueError):
+        pass
+    return avail
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024.0
+    return f"{n:.1f} PiB"
+
+
+def check_memory(cfg: Config, max_memory: int | None, available: int | None = None) -> None:
+    """Refuse, before allocating anything, a detector whose image arrays alone exceed the memory
+    available, or a kernel budget (--max-memory, default DEFAULT_KERNEL_BUDGET) that does not
+    fit next to them."""
+    available = available_memory() if available is None else available
+    if available is None:
+        return
+    d = cfg.detector
+    pixels = d.fpixels * d.spixels
+    need = pixels * BYTES_PER_PIXEL
+    if need > available:
+        raise FlagError(f"-detpixels: a {d.fpixels}x{d.spixels} detector needs about "
+                        f"{_size(need)} for its image arrays, more than the {_size(available)} "
+                        "of memory available; use fewer or larger pixels")
+    budget = DEFAULT_KERNEL_BUDGET if max_memory is None else max_memory
+    if need + budget > available:
+        what = "--max-memory" if max_memory is not None else "-detpixels"
+        raise FlagError(f"{what}: {_size(budget)} for the kernel plus {_size(need)} for the "
+                        f"image exceed the {_size(available)} of memory available")
+
+
+def check_kernel_memory(scene, bytes_per_eval: int, available: int | None = None) -> None:
+    """Refuse a run whose single pixel needs more working memory than is available (the kernel
+    evaluates all sub-pixels x layers x sources x phi steps x mosaic domains of a pixel at once)."""
+    available = available_memory() if available is None else available
+    if available is None:
+        return
+    evals = scene.evals_per_pixel()
+    need = evals * bytes_per_eval
+    if need > available:
+        raise FlagError(
+            f"-oversample/-phisteps/-mosaic_domains: one pixel needs {evals} evaluations "
+            f"({scene.oversample}x{scene.oversample} sub-pixels x {scene.thicksteps} layers x "
+            f"{scene.n_src} sources x {scene.n_phi} phi steps x {scene.n_mos} mosaic domains), "
+            f"about {_size(need)} of working memory, more than the {_size(available)} available")
