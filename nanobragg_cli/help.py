@@ -56,7 +56,7 @@ METAVARS = {
 }
 
 GROUP_TITLES = {
-    "No effect": "No effect (accepted for compatibility; no effect in nanoBragg.c either)",
+    "No effect": "No effect (accepted, as in nanoBragg.c)",
 }
 
 MIN_WIDTH, MAX_WIDTH = 60, 100
@@ -129,7 +129,7 @@ def help_text(width: int | None = None) -> str:
     width = terminal_width() if width is None else max(MIN_WIDTH, width)
     lines = [
         "usage: nanobragg [nanoBragg.c flags] [--tool options]",
-        "       nanobragg <subcommand> [options]    (nanobragg <subcommand> --help)",
+        "       nanobragg compare|parity|suite|bench [options]",
         "",
     ]
     lines += _paragraph(
@@ -147,7 +147,7 @@ def help_text(width: int | None = None) -> str:
     lines += ["", "Tool options:"]
     for name, mv, text in TOOL_OPTIONS:
         lines += _entry(f"{name} {mv}" if mv else name, text, width)
-    lines += ["", "Subcommands:"]
+    lines += ["", "Subcommands (each has its own --help):"]
     for name, mv, text in SUBCOMMANDS_HELP:
         lines += _entry(f"{name} {mv}", text, width)
     lines += [""]
@@ -194,7 +194,7 @@ def flags_markdown() -> str:
         if not flags:
             continue
         out += ["", f"## {GROUP_TITLES.get(group, group)}", "",
-                "| flag | values | meaning | default |", "|---|---|---|---|"]
+                "| flag | value (unit) | meaning | default |", "|---|---|---|---|"]
         for f in flags:
             names = ", ".join(f"`{n}`" for n in flag_names(f).split(", "))
             mv = metavar(f)
