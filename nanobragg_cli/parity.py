@@ -29,23 +29,20 @@ compared and reported but do not change the exit status.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
-import hashlib
-import io
 import json
-import math
 import os
 from pathlib import Path
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 
 import click
 
-from .compare import (DEFAULT_ATOL, DEFAULT_RTOL, CompareResult, compare_records, render_table,
-                      summary_line, to_json, to_markdown)
+from .bundle import (compare_text, environment, git_sha, json_text, summary_markdown,
+                     timestamp_dir, write_checksums)
+from .compare import (DEFAULT_ATOL, DEFAULT_RTOL, CompareResult, compare_records, summary_line,
+                      to_json, to_markdown)
 from .errors import NanoBraggError
 from .golden import IMAGE_ATOL_FRACTION, IMAGE_RTOL
 from .tracefmt import TraceInputError, load_trace, read_trace_text
@@ -179,76 +176,6 @@ def stdout_lines(res) -> list:
     return lines
 
 
-def environment(tool) -> dict:
-    import platform
-    import numpy as np
-    import torch
-    from . import __version__
-    env = {"nanobragg_cli": __version__, "python": platform.python_version(),
-           "torch": torch.__version__, "numpy": np.__version__, "device": tool.device,
-           "dtype": tool.dtype, "mode": "c-parity" if tool.c_parity else "default",
-           "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-           "platform": platform.platform(), "machine": platform.machine()}
-    if tool.device.startswith("cuda") and torch.cuda.is_available():
-        env["device_name"] = torch.cuda.get_device_name(torch.device(tool.device))
-    return env
-
-
-def git_sha() -> str:
-    """The commit of this code (with a note if tracked files are modified), or 'unknown'."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                             text=True, timeout=10)
-        if sha.returncode:
-            return "unknown (not a git checkout)\n"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (git not available)\n"
-    return sha.stdout.strip() + ("\nuncommitted changes to tracked files\n" if dirty else "\n")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _json_safe(x):
-    if isinstance(x, float) and not math.isfinite(x):
-        return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    return x
-
-
-def _dump(obj) -> str:
-    return json.dumps(_json_safe(obj), indent=1, allow_nan=False) + "\n"
-
-
-def compare_text(result: CompareResult) -> str:
-    """The comparison as plain text: the full table, summary, explanation, first_divergence."""
-    from rich.console import Console
-    buf = io.StringIO()
-    render_table(result, Console(file=buf, width=240, highlight=False, color_system=None,
-                                 force_terminal=False), show_all=True)
-    return buf.getvalue() + f"first_divergence={result.first_divergence}\n"
-
-
-def _timestamp_dir(out: Path) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path, k = out / stamp, 1
-    while path.exists():
-        path, k = out / f"{stamp}-{k}", k + 1
-    return path
-
-
 def _trace_checks(c_traces: list) -> tuple:
     """Parse the C traces: (list of (path, records, name, text, meta, label)), C's pixel."""
     parsed, labels = [], set()
@@ -337,7 +264,7 @@ def run_parity(nb_argv: list, c_traces: list, out: Path, *, c_image: Path | None
         region = image_region(shape, ref.shape, c_image_origin, window)
 
     out = Path(out)
-    final = _timestamp_dir(out)
+    final = timestamp_dir(out)
     stage = out / f".{final.name}.partial"
     try:
         stage.mkdir(parents=True)
@@ -379,15 +306,15 @@ def run_parity(nb_argv: list, c_traces: list, out: Path, *, c_image: Path | None
         record = dict(record, pixel={"slow": pixel[0], "fast": pixel[1]},
                       mode="c-parity" if tool.c_parity else "default")
         files["trace_py.log"] = py_text.encode()
-        files["trace_py_per_phi.json"] = _dump(record).encode()
+        files["trace_py_per_phi.json"] = json_text(record).encode()
         for (path, _, _, text, _, _), check in zip(parsed, checks):
             files[check.copy_name] = text.encode()
             files[check.stem + ".txt"] = compare_text(check.result).encode()
             files[check.stem + ".md"] = to_markdown(check.result).encode()
-            files[check.stem + ".json"] = _dump(to_json(check.result)).encode()
+            files[check.stem + ".json"] = json_text(to_json(check.result)).encode()
         if metrics is not None:
-            files["image_metrics.json"] = _dump(metrics).encode()
-        files["env.json"] = _dump(environment(tool)).encode()
+            files["image_metrics.json"] = json_text(metrics).encode()
+        files["env.json"] = json_text(environment(tool)).encode()
         files["git_sha.txt"] = git_sha().encode()
         plain = shlex.join(["nanobragg", *argv] + (["--c-parity"] if tool.c_parity else [])
                            + (["--dtype", tool.dtype] if tool.dtype != "float64" else [])
@@ -408,63 +335,13 @@ def run_parity(nb_argv: list, c_traces: list, out: Path, *, c_image: Path | None
                                                exit_code, invocation, plain).encode()
         for name, data in files.items():
             (stage / name).write_bytes(data)
-        lines = [f"{sha256_file(p)}  {p.name}" for p in sorted(stage.iterdir()) if p.is_file()]
-        lines += [f"{sha256_file(p)}  {p.resolve()}" for p in inputs if p.is_file()]
-        (stage / "sha256.txt").write_text("\n".join(lines) + "\n")
+        write_checksums(stage, inputs)
         stage.rename(final)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
     return ParityResult(final, exit_code, checks, metrics, res,
                         sorted(p.name for p in final.iterdir()))
-
-
-def _fmt(x) -> str:
-    return "%.9g" % x if isinstance(x, float) else str(x)
-
-
-def summary_markdown(bundle: Path, res, tool, pixel, window, checks, metrics, exit_code,
-                     invocation, plain) -> str:
-    """summary.md: what a reader needs first (verdict, divergence, metrics, how to rerun)."""
-    first = checks[0].result
-    verdict = {0: "PASS", 1: "FAIL"}[exit_code]
-    L = [f"# Parity bundle {bundle.name}: {verdict}", "",
-         f"- mode: **{'c-parity' if tool.c_parity else 'default'}** (dtype {tool.dtype}, device "
-         f"{tool.device})",
-         f"- traced pixel (slow, fast): {pixel[0]}, {pixel[1]}",
-         f"- rendered: " + (f"window slow {window[0]}..{window[1]}, fast {window[2]}..{window[3]}"
-                            if window else f"whole detector ({res.cfg.detector.spixels}x"
-                                           f"{res.cfg.detector.fpixels})")
-         + f" in {res.seconds:.1f} s",
-         f"- first divergence vs `{checks[0].path}`: **{first.first_divergence}**"]
-    L += [f"- warning: {w}" for w in res.cfg.warnings] + [""]
-    L += ["## Traces", "", "| C trace | first divergence | records | file |", "|---|---|---|---|"]
-    for ch in checks:
-        L.append(f"| `{ch.path}` | `{ch.result.first_divergence}` | "
-                 f"{summary_line(ch.result)} | {ch.stem}.md |")
-    for ch in checks:
-        if ch.result.first_row is not None:
-            r = ch.result.first_row
-            L += ["", f"### {ch.label}: first divergence `{r.key}` (occurrence {r.occurrence})", "",
-                  f"- C: `{' '.join('%.15g' % v for v in r.c_values or [])}`",
-                  f"- Py: `{' '.join('%.15g' % v for v in r.py_values or [])}`"]
-            if ch.result.explanation:
-                L += [""] + [f"> {t}" for t in ch.result.explanation.splitlines()]
-    if metrics is not None:
-        s0, s1, f0, f1 = metrics["region_slow_fast"]
-        L += ["", "## Image", "",
-              f"`{metrics['c_image']}` against our image on slow {s0}..{s1}, fast {f0}..{f1} "
-              f"({metrics['pixels']} pixels); tolerance {metrics['rtol']:g}·|C| + "
-              f"{metrics['atol_fraction_of_max']:g}·max|C|.", "",
-              "| metric | value |", "|---|---|"]
-        for key in ("correlation", "sum_ratio", "max_abs_delta_over_max", "pixels_over_tolerance",
-                    "worst_delta_over_tolerance", "c_max", "c_sum", "py_sum", "ok"):
-            L.append(f"| {key} | {_fmt(metrics[key])} |")
-    L += ["", "## Reproduce", "", "From the working folder in commands.txt:", "", "```sh",
-          invocation or "# (run_parity called from Python)", "```", "",
-          "Our run alone, as a plain command:", "", "```sh", plain, "```", "",
-          "`sha256sum -c sha256.txt` (inside this folder) checks the files and inputs.", ""]
-    return "\n".join(L)
 
 
 _CONTEXT = {"help_option_names": ["-h", "--help"]}
