@@ -161,19 +161,20 @@ def lattice_factor_squared(scene: Scene, hkl: list) -> Tensor:
     sin(N·x)/sin(x) is N, avoiding a branch. Other shapes square the full factor, and so does
     a differentiable run (the in-place products below would overwrite what autograd saved).
     """
+    work = scene.work_dtype
     if scene.shape != "square" or scene.N.requires_grad or hkl[0].requires_grad:
         F, _ = lattice_factor(scene, hkl, [_rounded(h) for h in hkl])
-        return F * F
-    tiny = torch.tensor(torch.finfo(scene.dtype).tiny, dtype=scene.dtype, device=scene.device)
+        return (F * F).to(work)
+    tiny = torch.tensor(torch.finfo(work).tiny, dtype=work, device=scene.device)
     L = None
     for h, n in zip(hkl, scene.N_values):
         if n <= 1.0:
             continue
-        x = torch.add(tiny, h - torch.round(h), alpha=math.pi)
+        x = torch.add(tiny, (h - torch.round(h)).to(work), alpha=math.pi)
         r = torch.sin(x * n).div_(torch.sin(x))
         L = r if L is None else L.mul_(r)
     if L is None:
-        return torch.ones_like(hkl[0])
+        return torch.ones_like(hkl[0], dtype=work)
     return L.mul_(L)
 
 
@@ -212,7 +213,7 @@ def structure_factors(scene: Scene, hkl: list, h0: list | None, executed: Tensor
     """
     sf = scene.sf
     if not (scene.interpolate or sf.count > 0):
-        return torch.tensor(sf.default_F, dtype=scene.dtype, device=scene.device), killed, None
+        return torch.tensor(sf.default_F, dtype=scene.work_dtype, device=scene.device), killed, None
     h0 = h0 if h0 is not None else [_rounded(h) for h in hkl]
     nearest = sf.nearest(h0[0], h0[1], h0[2])
     if not scene.interpolate:
@@ -279,9 +280,11 @@ def render_chunk(scene: Scene, pix: Tensor, killed: Tensor, first_sub: tuple | N
         v = valid.reshape(-1, 1)
         executed = v if executed is None else executed & v
     F_cell, new_killed, killed_rows = structure_factors(scene, hkl, h0, executed, killed, P)
+    F_cell = F_cell.to(scene.work_dtype)
     term = L2 * (F_cell * F_cell)
     if valid is not None:
-        term = torch.where(valid.reshape(-1, 1), term, torch.zeros((), dtype=dtype, device=device))
+        term = torch.where(valid.reshape(-1, 1), term,
+                           torch.zeros((), dtype=term.dtype, device=device))
 
     # --- reduction and scaling ------------------------------------------------------------
     r_e2_fluence = R_E_SQR * scene.fluence
@@ -311,9 +314,9 @@ def render_chunk(scene: Scene, pix: Tensor, killed: Tensor, first_sub: tuple | N
                 g = torch.where(executed, g, torch.ones((), dtype=dtype, device=device))
             g = g.reshape(P, -1)
             suffix = torch.flip(torch.cumprod(torch.flip(g, (1,)), 1), (1,))
-            I = scene.I_bg * suffix[:, 0] + (term.reshape(P, -1) * suffix).sum(1)
+            I = scene.I_bg * suffix[:, 0] + (term.to(dtype).reshape(P, -1) * suffix).sum(1)
         else:
-            I = scene.I_bg + _per_pixel_sum(term, P)
+            I = scene.I_bg + _per_pixel_sum(term, P).to(dtype)
         value = r_e2_fluence * I / scene.steps
         # C-parity quirk (sensor layers): the sum over layers is scaled by the LAST layer's
         # capture fraction only (and layers are not counted in `steps`).
@@ -330,7 +333,7 @@ def render_chunk(scene: Scene, pix: Tensor, killed: Tensor, first_sub: tuple | N
         else:
             pol_w = pol_all if ov[1] else pol_all[:, 0:1, 0:1, :].expand(P, T, SS, S)
         weight = cf_w[..., None] * pol_w * omega_used[..., None]          # (P, T, SS, S)
-        per_sub = (term.sum(-1) if PM > 1 else term.reshape(-1)).reshape(P, T, SS, S)
+        per_sub = (term.sum(-1) if PM > 1 else term.reshape(-1)).to(dtype).reshape(P, T, SS, S)
         if smp.water_size != 0.0:
             bg = scene.water_molecules * WATER_F * WATER_F * PM
             per_sub = per_sub + (bg if valid is None else bg * valid.to(dtype))

@@ -45,8 +45,6 @@ def rendered_pixels(scene: Scene) -> Tensor:
 def chunk_pixels(scene: Scene, max_memory: int) -> int:
     """Pixels per chunk so that the kernel's temporaries stay within ``max_memory`` bytes."""
     per_eval = BYTES_PER_EVAL_INTERP if scene.interpolate else BYTES_PER_EVAL
-    if scene.dtype == torch.float32:
-        per_eval //= 2
     per_pixel = max(1, scene.evals_per_pixel()) * per_eval
     return max(1, int(max_memory // per_pixel))
 
@@ -162,5 +160,5 @@ def render(scene: Scene, *, max_memory: int = DEFAULT_MAX_MEMORY,
     flat_image = torch.zeros(scene.spixels * scene.fpixels, dtype=scene.dtype, device=scene.device)
     if values:
         flat_image = flat_image.index_put((pix,), torch.cat(values))
-    return RenderResult(image=flat_image.reshape(scene.spixels, scene.fpixels),
+    return RenderResult(image=flat_image.reshape(scene.spixels, scene.fpixels).to(scene.work_dtype),
                         omega_sum=float(omega_sum), traces=traces, n_pixels=n)

@@ -68,7 +68,8 @@ class Scene:
     S sources, T sensor layers, os sub-pixels per pixel edge."""
     cfg: Config
     c_parity: bool
-    dtype: torch.dtype
+    dtype: torch.dtype             # geometry, Miller indices and scaling (float64)
+    work_dtype: torch.dtype        # lattice transforms and structure factors (the user's --dtype)
     device: torch.device
     det: DetectorGeometry
     fpixels: int
@@ -216,6 +217,10 @@ def build_scene(cfg: Config, *, c_parity: bool = False, dtype=torch.float64, dev
     is the process-wide nanoBragg random state (misset, mosaic and noise share its shuffle table)."""
     random = random if random is not None else rng.NanoRandom()
     device = torch.device(device)
+    # float32 is mixed precision: geometry and Miller indices stay float64 (h = a·S loses digits
+    # to cancellation near the beam), the lattice transform runs in float32 on reduced arguments.
+    work_dtype = dtype
+    dtype = torch.float64 if dtype == torch.float32 else dtype
     messages = messages if messages is not None else []
     d, c, b, s = cfg.detector, cfg.crystal, cfg.beam, cfg.sampling
     kw = dict(dtype=dtype, device=device)
@@ -328,7 +333,7 @@ def build_scene(cfg: Config, *, c_parity: bool = False, dtype=torch.float64, dev
     I_bg = WATER_F * WATER_F * R_E_SQR * fluence * water * water * water * 1e6 * AVOGADRO / WATER_MW
 
     return Scene(
-        cfg=cfg, c_parity=c_parity, dtype=dtype, device=device, det=det, fpixels=d.fpixels,
+        cfg=cfg, c_parity=c_parity, dtype=dtype, work_dtype=work_dtype, device=device, det=det, fpixels=d.fpixels,
         spixels=d.spixels, oversample=oversample, subpixel_size=px / oversample,
         thicksteps=s.detector_thicksteps, thickstep=_t(_layer_thickness(s, c_parity), dtype, device),
         detector_thick=s.detector_thick, mu=_t(s.detector_mu, dtype, device),
