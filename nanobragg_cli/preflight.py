@@ -16,9 +16,6 @@ from .errors import FlagError, InputFileError
 # copies while it is assembled), its float32 copy, the statistics' float64 temporaries, the
 # integer/noise/PGM images and their file bytes. Measured order of magnitude, rounded up.
 BYTES_PER_PIXEL = 64
-# The kernel's default working budget per pixel chunk (render.DEFAULT_MAX_MEMORY; not imported
-# from there because render imports torch). tests/test_cli_errors.py checks they agree.
-DEFAULT_KERNEL_BUDGET = 256 * 2 ** 20
 
 
 def input_files(cfg: Config) -> list:
@@ -138,8 +135,9 @@ def _size(n: float) -> str:
 
 def check_memory(cfg: Config, max_memory: int | None, available: int | None = None) -> None:
     """Refuse, before allocating anything, a detector whose image arrays alone exceed the memory
-    available, or a kernel budget (--max-memory, default DEFAULT_KERNEL_BUDGET) that does not
-    fit next to them."""
+    available, or a --max-memory kernel budget that does not fit next to them. (Without
+    --max-memory the kernel's chunks are sized from render.DEFAULT_MAX_MEMORY and a pixel's own
+    needs are checked once the scene is known: :func:`check_kernel_memory`.)"""
     available = available_memory() if available is None else available
     if available is None:
         return
@@ -150,11 +148,9 @@ def check_memory(cfg: Config, max_memory: int | None, available: int | None = No
         raise FlagError(f"-detpixels: a {d.fpixels}x{d.spixels} detector needs about "
                         f"{_size(need)} for its image arrays, more than the {_size(available)} "
                         "of memory available; use fewer or larger pixels")
-    budget = DEFAULT_KERNEL_BUDGET if max_memory is None else max_memory
-    if need + budget > available:
-        what = "--max-memory" if max_memory is not None else "-detpixels"
-        raise FlagError(f"{what}: {_size(budget)} for the kernel plus {_size(need)} for the "
-                        f"image exceed the {_size(available)} of memory available")
+    if max_memory is not None and need + max_memory > available:
+        raise FlagError(f"--max-memory: {_size(max_memory)} for the kernel plus {_size(need)} "
+                        f"for the image exceed the {_size(available)} of memory available")
 
 
 def check_kernel_memory(scene, bytes_per_eval: int, available: int | None = None) -> None:
