@@ -452,18 +452,20 @@ PHI_ARGS = ("-cell 60 70 80 90 90 90 -misset 10 20 30 -N 5 -default_F 100 -lambd
             f"-nopgm -nonoise -fluence {FLUENCE:g}").split() + Mosflm(24, 0.5, 50, 6.0, 6.0).args()
 
 
-def _single_phi_images(n, osc_deg, c_parity=False):
+def _single_phi_images(n, osc_deg, phi0_deg=0.0, c_parity=False):
     step = osc_deg / n
-    return [simulate(PHI_ARGS + ["-phi", k * step, "-osc", step, "-phisteps", 1],
+    return [simulate(PHI_ARGS + ["-phi", phi0_deg + k * step, "-osc", step, "-phisteps", 1],
                      c_parity=c_parity)[0] for k in range(n)]
 
 
-def test_phi_sweep_from_zero_is_the_mean_of_its_single_step_images():
-    """A sweep φ = 0, δ, ..., (n−1)δ is the average of n still images at those φ: the φ = 0 step
-    sees the unrotated crystal."""
+@pytest.mark.parametrize("phi0", [0.0, -1.0])
+def test_phi_sweep_through_zero_is_the_mean_of_its_single_step_images(phi0):
+    """A sweep φ0, φ0+δ, ..., φ0+(n−1)δ is the average of n still images at those φ: the step at
+    exactly φ = 0 (the first one, or the third of -phi -1 -osc 2 -phisteps 4) sees the unrotated
+    crystal."""
     n, osc = 4, 2.0
-    sweep, _ = simulate(PHI_ARGS + ["-phi", 0, "-osc", osc, "-phisteps", n])
-    singles = _single_phi_images(n, osc)
+    sweep, _ = simulate(PHI_ARGS + ["-phi", phi0, "-osc", osc, "-phisteps", n])
+    singles = _single_phi_images(n, osc, phi0)
     assert np.abs(singles[0] - singles[-1]).max() > 0.1 * singles[0].max()
     np.testing.assert_allclose(sweep, np.mean(singles, axis=0), rtol=1e-9,
                                atol=1e-12 * sweep.max())
