@@ -182,3 +182,15 @@ def test_parity_without_a_usable_trace_exits_2_and_writes_nothing(tmp_path):
                       "--out", tmp_path / "b", "--", *CUBIC_ARGS, "-trace_pixel", "3", "4"])
     assert res.exit_code == 2 and "65 65" in res.output
     assert not (tmp_path / "b").exists() or not any((tmp_path / "b").iterdir())
+
+
+@needs_golden
+def test_reference_traces_in_the_repository_are_the_corpus_files():
+    traces = Path(__file__).resolve().parent.parent / "traces"
+    logs = sorted(traces.glob("*/trace_*.log"))
+    assert {p.parent.name for p in logs} >= {"cubic_basic", "phi_from0", "mosaic_phi", "divergence",
+                                             "supervisor", "supervisor_spec"}
+    readme = (traces / "README.md").read_text()
+    for p in logs:
+        assert p.read_bytes() == (GOLDEN / "cases" / p.parent.name / p.name).read_bytes(), p
+        assert f"`{p.parent.name}/{p.name}`" in readme
