@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import io
+import math
 
 import numpy as np
 
@@ -82,8 +83,9 @@ class NXmxImage:
     """What the NXmx file records, in our lab frame and SI units.
 
     image: float32 [slow, fast] (photons per pixel); fdet, sdet, odet, beam: unit vectors;
-    pix0: corner of pixel (0, 0), m; pixel_size, distance (sample to beam spot), Fbeam, Sbeam
-    (beam spot from pix0 along fast/slow), wavelength, sensor_thickness: m.
+    pix0: corner of pixel (0, 0), m; pixel_size, distance (sample to beam spot along the beam),
+    Fbeam, Sbeam (beam spot from pix0 along fast/slow; see :func:`beam_spot`), wavelength,
+    sensor_thickness: m.
     """
     image: np.ndarray
     pixel_size: float
@@ -100,6 +102,24 @@ class NXmxImage:
     title: str = ""
 
 
+def beam_spot(pix0, fdet, sdet, beam) -> tuple:
+    """Where the beam meets the detector plane: (distance along the beam, Fbeam, Sbeam), m.
+
+    Computed from the final detector vectors. (nanoBragg.c's own Fbeam/Sbeam/distance use the
+    detector normal before the 2theta swing, so with -twotheta they are not on the beam.)
+    Returns NaNs when the beam runs parallel to the detector plane.
+    """
+    p0, f, s, b = (np.asarray(v, dtype=np.float64) for v in (pix0, fdet, sdet, beam))
+    n = np.cross(f, s)
+    along = float(np.dot(b, n))
+    if abs(along) < 1e-12:
+        return math.nan, math.nan, math.nan
+    t = float(np.dot(p0, n)) / along
+    # coordinates along f and s by solving, not projecting: given axes need not be orthogonal
+    (u, v), *_ = np.linalg.lstsq(np.stack((f, s), axis=1), t * b - p0, rcond=None)
+    return t, float(u), float(v)
+
+
 def nxmx_from_result(res) -> NXmxImage:
     """The NXmxImage of a simulation result (final detector geometry after rotations)."""
     g = res.scene.det
@@ -107,11 +127,12 @@ def nxmx_from_result(res) -> NXmxImage:
     def vec(t):
         return tuple(float(x) for x in t.detach().cpu())
 
+    pix0, fdet, sdet, beam = vec(g.pix0), vec(g.fdet), vec(g.sdet), vec(g.beam)
+    distance, Fbeam, Sbeam = beam_spot(pix0, fdet, sdet, beam)
     return NXmxImage(
         image=np.asarray(res.image, dtype=np.float32), pixel_size=float(g.pixel_size),
-        distance=float(g.distance), wavelength=float(res.cfg.beam.lambda0),
-        fdet=vec(g.fdet), sdet=vec(g.sdet), odet=vec(g.odet), beam=vec(g.beam), pix0=vec(g.pix0),
-        Fbeam=float(g.Fbeam), Sbeam=float(g.Sbeam),
+        distance=distance, wavelength=float(res.cfg.beam.lambda0),
+        fdet=fdet, sdet=sdet, odet=vec(g.odet), beam=beam, pix0=pix0, Fbeam=Fbeam, Sbeam=Sbeam,
         sensor_thickness=float(res.cfg.sampling.detector_thick))
 
 
@@ -169,11 +190,13 @@ def nxmx_bytes(nx: NXmxImage) -> bytes:
         _field(det, "description", "nanoBragg simulation (nanobragg_cli)")
         _field(det, "x_pixel_size", nx.pixel_size, "m")
         _field(det, "y_pixel_size", nx.pixel_size, "m")
-        _field(det, "distance", nx.distance, "m")
-        _field(det, "beam_center_x", nx.Fbeam / nx.pixel_size, "pixel",
-               long_name="beam spot along fast, from the outer corner of pixel 0")
-        _field(det, "beam_center_y", nx.Sbeam / nx.pixel_size, "pixel",
-               long_name="beam spot along slow, from the outer corner of pixel 0")
+        if math.isfinite(nx.distance):  # else the beam never meets the detector plane
+            _field(det, "distance", nx.distance, "m",
+                   long_name="sample to the beam's intersection with the detector plane")
+            _field(det, "beam_center_x", nx.Fbeam / nx.pixel_size, "pixel",
+                   long_name="beam spot along fast, from the outer corner of pixel 0")
+            _field(det, "beam_center_y", nx.Sbeam / nx.pixel_size, "pixel",
+                   long_name="beam spot along slow, from the outer corner of pixel 0")
         if nx.sensor_thickness > 0:
             _field(det, "sensor_thickness", nx.sensor_thickness, "m")
         _field(det, "depends_on", offset_path)
@@ -219,5 +242,5 @@ def mcstas_pixel_position(f, slow: float, fast: float) -> np.ndarray:
             + slow * translation("slow_pixel_direction"))
 
 
-__all__ = ["NXmxImage", "hdf5_bytes", "lab_to_mcstas", "mcstas_pixel_position", "nxmx_bytes",
+__all__ = ["NXmxImage", "beam_spot", "hdf5_bytes", "lab_to_mcstas", "mcstas_pixel_position", "nxmx_bytes",
            "nxmx_from_result", "require_h5py"]
