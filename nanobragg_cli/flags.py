@@ -259,11 +259,9 @@ def _seed(o, name, vals):
 
 def _seed_like(attr):
     def apply(o, name, vals):
-        value = -parse_int(name, vals[0])
-        setattr(o, attr, value)
-        # nanoBragg.c's "-seed" test is a substring match: it fires for this flag too
-        o.seed = value
-        o.seed_given = True
+        # nanoBragg.c's "-seed" test is a substring match, but "-mosaic_seed" and "-misset_seed"
+        # do not contain "-seed": the noise seed is left alone
+        setattr(o, attr, -parse_int(name, vals[0]))
     return apply
 
 

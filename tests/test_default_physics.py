@@ -614,3 +614,20 @@ def test_c_parity_long_smv_header_is_written_as_nanobragg_does():
     end, declared = _smv_layout(data)
     assert declared == 512 and end > 512
     assert len(data) == end + 2 + 2 * 4 * 4    # "}\f", then the pixels
+
+
+# ---- flag readings ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("other", [["-mosaic_seed", 5], ["-misset_seed", 5]])
+def test_mosaic_and_misset_seeds_leave_the_noise_seed_alone(other):
+    """nanoBragg.c's "-seed" test is a substring match, but neither "-mosaic_seed" nor
+    "-misset_seed" contains "-seed": the noise image depends on -seed only (no mosaic spread and
+    no random misset here, so the other seeds draw nothing)."""
+    from nanobragg_cli.simulate import output_files
+    argv = FLAT + NORMAL.args() + ["-oversample", 1, "-fluence", 1e29, "-seed", 7]
+    argv = [a for a in argv if a != "-nonoise"]
+    _, ref = simulate(argv)
+    _, res = simulate(argv + other)
+    assert res.cfg.output.seed == -7
+    noise = lambda r: dict(output_files(r))[r.cfg.output.noisefile]  # noqa: E731
+    assert noise(res) == noise(ref)
