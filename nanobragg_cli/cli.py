@@ -66,10 +66,7 @@ def _seed_notes(cfg) -> None:
     if out.calculate_noise and not out.seed_given:
         _note(f"noise seed: {out.seed} (repeat with -seed {-out.seed})")
     if c.misset == "random" and not c.misset_seed_given:
-        hint = f"-misset_seed {-c.misset_seed}"
-        if out.calculate_noise and out.seed != c.misset_seed:
-            hint += " placed before -seed (it also sets the noise seed, as in nanoBragg.c)"
-        _note(f"random misset seed: {c.misset_seed} (repeat with {hint})")
+        _note(f"random misset seed: {c.misset_seed} (repeat with -misset_seed {-c.misset_seed})")
 
 
 def _trace_json(cfg, tool, res) -> bytes:
@@ -123,6 +120,7 @@ def simulate_main(argv: list, written: list | None = None) -> int:
     if tool.hdf5:
         from .io.hdf5 import require_h5py
         require_h5py()
+    preflight.check_header_inputs(nb_argv)
     cfg = prepare(nb_argv)
     inputs = preflight.input_files(cfg)
     preflight.check_inputs(inputs)

@@ -243,6 +243,7 @@ def _check_positive(value, flag, what):
 
 # Work that cannot fit any machine: the per-pixel tensors grow with these products.
 MAX_STEPS = 100000            # any one step count
+MAX_PIXELS_PER_AXIS = 2 ** 31 - 1  # nanoBragg.c's int pixel counts
 MAX_SOURCES = 10 ** 6         # divergence x dispersion grid
 MAX_ORIENTATIONS = 10 ** 6    # phi steps x mosaic domains
 
@@ -270,8 +271,13 @@ def resolve(raw: RawOptions) -> Config:
         raise FlagError("-detpixels: pixel counts must not be negative")
     detsize_f = o.pixel_size * o.fpixels if o.fpixels else o.detsize_f
     detsize_s = o.pixel_size * o.spixels if o.spixels else o.detsize_s
-    fpixels = math.ceil(detsize_f / o.pixel_size - 0.5)
-    spixels = math.ceil(detsize_s / o.pixel_size - 0.5)
+    nf, ns = detsize_f / o.pixel_size - 0.5, detsize_s / o.pixel_size - 0.5
+    if not (math.isfinite(nf) and math.isfinite(ns)) or max(nf, ns) > MAX_PIXELS_PER_AXIS:
+        raise FlagError(f"-pixel/-detsize: {detsize_f * 1e3:g} x {detsize_s * 1e3:g} mm in "
+                        f"{o.pixel_size * 1e3:g} mm pixels is more than {MAX_PIXELS_PER_AXIS} "
+                        "pixels along an edge")
+    fpixels = math.ceil(nf)
+    spixels = math.ceil(ns)
     if fpixels <= 0 or spixels <= 0:
         raise FlagError(f"-detpixels/-detsize: the detector has no pixels ({fpixels}x{spixels})")
     if o.mask is not None and o.mask.shape != (spixels, fpixels):

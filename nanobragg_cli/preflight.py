@@ -55,8 +55,19 @@ def check_inputs(inputs: list) -> None:
             raise InputFileError(f"{flag} {path}: no such file")
         if os.path.isdir(path):
             raise InputFileError(f"{flag} {path}: is a folder, not a file")
+        if not os.path.isfile(path):  # a device such as /dev/zero would be read forever
+            raise InputFileError(f"{flag} {path}: is not a regular file")
         if not os.access(path, os.R_OK):
             raise InputFileError(f"{flag} {path}: cannot be read (permission denied)")
+
+
+def check_header_inputs(argv: list) -> None:
+    """-img and -mask are read before the other flags (nanoBragg.c's first pass): refuse a
+    device or FIFO there before it is read (a missing file is reported by the reader)."""
+    for flag, path in zip(argv, argv[1:]):
+        if flag in ("-img", "-mask") and os.path.exists(path) and not os.path.isdir(path) \
+                and not os.path.isfile(path):
+            raise InputFileError(f"{flag} {path}: is not a regular file")
 
 
 def _writable(flag: str, path: str) -> None:

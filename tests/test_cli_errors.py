@@ -272,6 +272,12 @@ def test_input_file_is_a_folder(workdir, capsys):
     expect_error(["-hkl", "adir"], capsys, "-hkl", "adir", "folder")
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero on this system")
+@pytest.mark.parametrize("flag", ["-hkl", "-img", "-mask", "-sourcefile"])
+def test_input_that_is_a_device_is_not_read_forever(workdir, capsys, flag):
+    expect_error([flag, "/dev/zero"], capsys, flag, "/dev/zero", "not a regular file")
+
+
 def test_hkl_with_non_integer_index(workdir, capsys):
     Path("frac.hkl").write_text("0 0 0 100\n1 0.5 0 50\n")
     expect_error(["-hkl", "frac.hkl"], capsys, "frac.hkl", "line 2", "not an integer")
