@@ -490,7 +490,7 @@ def test_c_parity_phi_zero_reuses_the_last_step_except_for_the_first_pixel():
 SOURCES = np.array([[-10.0, 0.0, 0.0], [-10.0, 4.0, 3.0]])   # toward the sources (m)
 
 
-def _two_source_runs(tmp, K, c_parity):
+def _two_source_runs(K, c_parity):
     with open("two_sources.txt", "w") as fh:
         for x, y, z in SOURCES:
             fh.write(f"{x} {y} {z} 1.0 1e-10\n")
@@ -504,15 +504,15 @@ def _two_source_runs(tmp, K, c_parity):
 
 
 @pytest.mark.parametrize("K", [0.0, 0.8, 1.0])
-def test_each_source_gets_its_own_polarization_factor(tmp_path, K):
-    ratio, P = _two_source_runs(tmp_path, K, c_parity=False)
+def test_each_source_gets_its_own_polarization_factor(K):
+    ratio, P = _two_source_runs(K, c_parity=False)
     assert np.abs(P[0] - P[1]).max() > 0.05
     np.testing.assert_allclose(ratio, (P[0] + P[1]) / 2, rtol=1e-12)
 
 
-def test_c_parity_reuses_the_first_source_polarization_for_all_sources(tmp_path):
+def test_c_parity_reuses_the_first_source_polarization_for_all_sources():
     """nanoBragg.c (§5.2.8): polar is computed once per pixel, at its first (sub-pixel, source)."""
-    ratio, P = _two_source_runs(tmp_path, 0.8, c_parity=True)
+    ratio, P = _two_source_runs(0.8, c_parity=True)
     np.testing.assert_allclose(ratio, P[0], rtol=1e-12)
 
 
@@ -631,3 +631,53 @@ def test_mosaic_and_misset_seeds_leave_the_noise_seed_alone(other):
     assert res.cfg.output.seed == -7
     noise = lambda r: dict(output_files(r))[r.cfg.output.noisefile]  # noqa: E731
     assert noise(res) == noise(ref)
+
+
+TINY = "-cell 100 100 100 90 90 90 -default_F 100 -detpixels 4 -nopgm -nonoise".split()
+
+
+@pytest.mark.parametrize("flags,effect,warning", [
+    (["-pivot", "sample"], lambda c: c.detector.pivot == "beam",
+     "forces pivot=beam with the MOSFLM convention"),
+    (["-twotheta", 5], lambda c: c.detector.pivot == "beam",
+     "forces pivot=beam with the MOSFLM convention"),
+    (["-xds", "-Xbeam", 0.2], lambda c: c.detector.pivot == "sample",
+     "forces pivot=sample with the XDS convention"),
+    (["-fdet_vector", 0, 0, 1], lambda c: c.detector.convention == "custom",
+     "switches to the CUSTOM convention"),
+    (["-pix0_vector", 0.1, 0, 0], lambda c: c.detector.convention == "custom",
+     "has no effect on the geometry"),
+    (["-twotheta", 10, "-twotheta_axis", 0, 0, -1],
+     lambda c: c.detector.twotheta == 0.0 and c.detector.pivot == "sample",
+     "also sets the 2theta angle to its first component"),
+    (["-mosaic_domains", 3], lambda c: c.crystal.mosaic_domains == 1,
+     "-mosaic_domains without -mosaic"),
+    (["-oversample", 0], lambda c: c.sampling.oversample <= 0, "selects the automatic oversampling"),
+    (["-coherent"], lambda c: True, "-coherent has no effect"),
+    (["-density", 1.2], lambda c: True, "-density has no effect"),
+    (["-stol", "x.txt"], lambda c: True, "-stol has no effect"),
+])
+def test_surprising_nanobragg_readings_are_followed_with_a_warning(flags, effect, warning):
+    cfg = prepare([str(a) for a in TINY + flags])
+    assert effect(cfg)
+    assert any(warning in w for w in cfg.warnings), cfg.warnings
+
+
+def test_zero_cells_means_one_cell_with_a_warning():
+    one, _ = simulate(TINY + ["-N", 1])
+    zero, res = simulate(TINY + ["-N", 0])
+    np.testing.assert_array_equal(zero, one)
+    assert any("N < 1 is treated as N = 1" in m for m in res.messages)
+
+
+def test_fdump_cache_replaces_default_F_with_a_warning():
+    """nanoBragg.c (§5.2.5): without -hkl, an Fdump.bin left in the folder by an -hkl run is read
+    even when -default_F is given."""
+    _write_hkl("cubic.hkl", _cubic)
+    argv = TINY + ["-N", 2, "-nointerpolate"]
+    plain, _ = simulate(argv)
+    with_hkl, _ = simulate(argv + ["-hkl", "cubic.hkl"])
+    cached, res = simulate(argv)
+    assert np.abs(with_hkl - plain).max() > 0
+    np.testing.assert_array_equal(cached, with_hkl)
+    assert any("replaces -default_F" in m for m in res.messages)
