@@ -681,3 +681,20 @@ def test_fdump_cache_replaces_default_F_with_a_warning():
     assert np.abs(with_hkl - plain).max() > 0
     np.testing.assert_array_equal(cached, with_hkl)
     assert any("replaces -default_F" in m for m in res.messages)
+
+
+@pytest.mark.parametrize("c_parity", [False, True])
+def test_image_does_not_depend_on_chunking(c_parity):
+    """The pixels are rendered in chunks sized by --max-memory; neither mode's image may depend on
+    it, including the state nanoBragg.c carries from pixel to pixel (φ = 0 carryover, the
+    interpolation kill-switch), which --c-parity must carry across chunks."""
+    _write_hkl("cubic.hkl", _cubic)
+    argv = ("-cell 100 100 100 90 90 90 -misset 3 4 5 -N 2 -lambda 1 -oversample 2 -nopgm -nonoise "
+            "-hkl cubic.hkl -phi 0 -osc 1 -phisteps 3").split() + INTERP.args()
+    cfg = prepare([str(a) for a in argv])
+    images = []
+    for max_memory in (None, 40_000):
+        with redirect_stdout(io.StringIO()):
+            res = run_simulation(cfg, ToolOptions(c_parity=c_parity, max_memory=max_memory))
+        images.append(res.image_tensor.detach().cpu().numpy())
+    np.testing.assert_array_equal(images[1], images[0])
