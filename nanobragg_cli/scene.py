@@ -18,7 +18,7 @@ from torch import Tensor
 
 from . import rng
 from .config import Config
-from .errors import FlagError, InputFileError
+from .errors import FlagError, InputFileError, NanoBraggError
 from .geometry.beam import SourceGrid, source_file_grid, source_grid
 from .geometry.crystal import (Lattice, carryover_sources, lattice, orientations, phi_angles,
                                reciprocal_from_cell)
@@ -273,6 +273,10 @@ def build_scene(cfg: Config, *, c_parity: bool = False, dtype=torch.float64, dev
     xtal = [float(norm(v).detach()) * float(n) for v, n in zip((lat.a, lat.b, lat.c), N.detach())]
     messages.append("crystal is %g x %g x %g microns" % tuple(x * 1e6 for x in xtal))
     reciprocal_pixel = b.lambda0 * float(det.distance.detach()) / d.pixel_size
+    if not all(math.isfinite(x) for x in xtal + [reciprocal_pixel]):
+        # the flags refuse such values; through the Python API an optimiser step can reach them
+        raise NanoBraggError("the cell, orientation or detector distance parameters give a "
+                             "non-finite crystal or detector geometry")
     recommended = math.ceil(3.0 * max(xtal) / reciprocal_pixel)
     recommended = max(recommended, 1)
     oversample = s.oversample
