@@ -4,6 +4,8 @@ API image against nanoBragg.c's golden images and the CLI's render of the same f
 API's pixel selection, units and error messages."""
 
 import math
+from pathlib import Path
+import re
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from torch.autograd import gradcheck
 
 from conftest import CASES, GOLDEN, cached_run, needs_golden
 
-from nanobragg_cli import Simulator, from_si, to_si
+from nanobragg_cli import PARAMETER_NAMES, Simulator, from_si, to_si
 from nanobragg_cli.errors import NanoBraggError
 from nanobragg_cli.golden import case_workdir, compare_images
 
@@ -301,6 +303,25 @@ def test_api_refuses_parameters_the_flags_give_nothing_to_act_on():
         sim.parameters(["bogus"])
     with pytest.raises(NanoBraggError, match="pixels: "):
         sim.render(pixels=[(10, 0)])
+
+
+def test_non_finite_geometry_is_a_clear_error():
+    sim = Simulator.from_flags(BASE)
+    with pytest.raises(NanoBraggError, match="non-finite"):
+        sim.render({"cell": torch.tensor([-50.0, 60, 70, 80, 85, 95])}, units="flag")
+
+
+def test_docs_example_runs_as_written(capsys):
+    text = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert blocks
+    for code in blocks:
+        exec(compile(code, "docs/api.md", "exec"), {"__name__": "docs_api"})
+    out = capsys.readouterr().out
+    assert "Simulator(64x64 pixels" in out and "tensor(" in out
+    # the parameter table documents every field of SceneParams
+    for name in PARAMETER_NAMES:
+        assert f"| `{name}` |" in text, name
 
 
 def test_import_is_cheap():
