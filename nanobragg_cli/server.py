@@ -57,6 +57,8 @@ def _fingerprint() -> str:
 
 def socket_path() -> Path:
     base = os.environ.get("XDG_RUNTIME_DIR") or "/tmp"
+    if len(base) > 60:  # AF_UNIX paths are limited to ~107 bytes
+        base = "/tmp"
     folder = Path(base) / f"nanobragg-{os.getuid()}"
     folder.mkdir(mode=0o700, exist_ok=True)
     st = folder.stat()
@@ -140,6 +142,18 @@ def run_remote(argv: list) -> int | None:
             for s, h in old.items():
                 signal.signal(s, h)
         return int(reply.get("exit", 70))
+
+
+def stop() -> bool:
+    """Ask this user's server for the installed code to exit; True if one was running."""
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        with sock:
+            sock.connect(str(socket_path()))
+            _send(sock, {"stop": True}, fds=(0, 1, 2))
+        return True
+    except OSError:
+        return False
 
 
 def _umask() -> int:
@@ -228,6 +242,11 @@ def serve(path: Path) -> None:
             except (OSError, ConnectionError, ValueError):
                 conn.close()
                 continue
+            if request.get("stop"):
+                for fd in fds:
+                    os.close(fd)
+                conn.close()
+                break
             if len(fds) != 3:
                 for fd in fds:
                     os.close(fd)
@@ -250,4 +269,6 @@ def serve(path: Path) -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--stop"]:
+        raise SystemExit(0 if stop() else 1)
     serve(Path(sys.argv[1]))
