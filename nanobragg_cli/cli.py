@@ -195,7 +195,7 @@ def main(argv: list | None = None) -> int:
             print_help()
             return 0
         from . import server
-        if server.enabled():  # warm start-up (NANOBRAGG_SERVER=1): run in a server with torch loaded
+        if server.enabled():  # NANOBRAGG_SERVER=1: run in a warm server (torch loaded)
             code = server.run_remote(argv)
             if code is not None:
                 return code

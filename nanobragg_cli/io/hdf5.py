@@ -242,5 +242,5 @@ def mcstas_pixel_position(f, slow: float, fast: float) -> np.ndarray:
             + slow * translation("slow_pixel_direction"))
 
 
-__all__ = ["NXmxImage", "beam_spot", "hdf5_bytes", "lab_to_mcstas", "mcstas_pixel_position", "nxmx_bytes",
-           "nxmx_from_result", "require_h5py"]
+__all__ = ["NXmxImage", "beam_spot", "hdf5_bytes", "lab_to_mcstas", "mcstas_pixel_position",
+           "nxmx_bytes", "nxmx_from_result", "require_h5py"]

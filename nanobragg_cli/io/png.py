@@ -81,8 +81,9 @@ def image_png_bytes(image: np.ndarray, scale: str = "log",
     """The --png file of a float image, with its scaling recorded in tEXt chunks."""
     clip = clip_level(image, rendered)
     gray = display_levels(image, scale, clip)
-    text = {"Software": "nanobragg_cli",
-            "Comment": f"{scale} scale; white = {clip:.6g} photons/pixel "
-                       f"({CLIP_PERCENTILE}th percentile of positive pixels)"
-                       + (f"; black below {clip / 10 ** LOG_DECADES:.6g}" if scale == "log" else "")}
+    comment = (f"{scale} scale; white = {clip:.6g} photons/pixel "
+               f"({CLIP_PERCENTILE}th percentile of positive pixels)")
+    if scale == "log":
+        comment += f"; black below {clip / 10 ** LOG_DECADES:.6g}"
+    text = {"Software": "nanobragg_cli", "Comment": comment}
     return png_bytes(gray, text)
