@@ -311,6 +311,7 @@ class Simulator:
         c = self.config.crystal
         spread = p.mosaic_spread
         if c.mosaic_spread <= 0.0 and isinstance(spread, Tensor) and \
+                spread is not self.params.mosaic_spread and \
                 (spread.requires_grad or bool(spread.detach() != 0.0)):
             raise NanoBraggError("mosaic_spread: the flags define no mosaic domains; give "
                                  "-mosaic DEG and -mosaic_domains N to refine the spread")

@@ -211,6 +211,22 @@ def test_gradcheck_thick_detector_default_mode():
     assert _nonzero(g["distance"]) and _nonzero(g["beam_center"])
 
 
+def test_float32_gradients_follow_float64():
+    """--dtype float32 (mixed precision: geometry in float64) gives the same derivatives to
+    float32 accuracy."""
+    names = ["distance", "beam_center", "cell", "misset", "N", "wavelength"]
+    grads = {}
+    for dtype in (torch.float64, torch.float32):
+        sim = Simulator.from_flags(BASE, dtype=dtype)
+        x = sim.parameters(names, units="flag")
+        image = sim.render(x, units="flag")
+        assert image.dtype == dtype
+        grads[dtype] = torch.autograd.grad(image.sum(), [x[n] for n in names])
+    for name, a, b in zip(names, grads[torch.float64], grads[torch.float32]):
+        assert b.dtype == torch.float32
+        assert (b.double() - a).abs().max() <= 1e-4 * a.abs().max(), name
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_gradcheck_on_cuda_matches_cpu_gradients():
