@@ -30,7 +30,7 @@ from torch import Tensor
 
 from . import rng
 from .config import Config
-from .errors import FlagError, NanoBraggError
+from .errors import NanoBraggError
 from .render import DEFAULT_MAX_MEMORY, render as render_scene
 from .scene import Scene, SceneParams, build_scene
 from .structure_factors import StructureFactors
