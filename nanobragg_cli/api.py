@@ -95,8 +95,8 @@ def _check_units(units: str) -> None:
 
 
 def to_si(name: str, value) -> Tensor:
-    """``value`` of parameter ``name`` given in its flag's units (mm, deg, Å) → SI (differentiable
-    product, so a leaf in flag units can be optimised directly)."""
+    """``value`` of parameter ``name`` given in its flag's units (mm, deg, Å) → SI (a
+    differentiable product, so a leaf in flag units can be optimised directly)."""
     _known(name)
     value = torch.as_tensor(value) if not isinstance(value, Tensor) else value
     return value * _factor(name, value)
@@ -111,7 +111,8 @@ def from_si(name: str, value) -> Tensor:
 
 def _known(name: str) -> None:
     if name not in UNITS:
-        raise NanoBraggError(f"{name}: not a parameter; expected one of {', '.join(PARAMETER_NAMES)}")
+        raise NanoBraggError(f"{name}: not a parameter; expected one of "
+                             f"{', '.join(PARAMETER_NAMES)}")
 
 
 class Simulator:

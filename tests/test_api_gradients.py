@@ -187,7 +187,8 @@ def test_gradcheck_structure_factor_table(tmp_path, monkeypatch, interp):
     monkeypatch.chdir(tmp_path)          # -hkl writes its Fdump.bin cache in the current folder
     _write_hkl(tmp_path / "F.hkl")
     # -default_F 0: every photon comes from the table, so the F² sum rule below is exact
-    sim = Simulator.from_flags(BASE.replace("-default_F 100", "-default_F 0") + f" -hkl F.hkl {interp}")
+    flags = BASE.replace("-default_F 100", "-default_F 0") + f" -hkl F.hkl {interp}"
+    sim = Simulator.from_flags(flags)
     assert sim.params.fhkl is not None
     g = _check(sim, ["fhkl"], fast=True)
     assert (g["fhkl"] != 0).any()
@@ -279,7 +280,7 @@ def test_api_pixels_window_and_roi_match_c():
     assert compare_images(roi, roi_ref).ok
 
 
-# --- units, parameters and errors ------------------------------------------------------------------
+# --- units, parameters and errors ---------------------------------------------------------------
 def test_flag_units_are_the_flags_units():
     sim = Simulator.from_flags(BASE + " -phi 5 -osc 4 -phisteps 2 -twotheta 3 -mosaic 0.5 "
                                "-mosaic_domains 2")

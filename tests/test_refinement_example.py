@@ -27,9 +27,10 @@ def test_refinement_recovers_geometry_and_cell_from_the_image(capsys):
     out = capsys.readouterr().out
     assert "recovered" in out and "step  1" in out
     for name in example.NAMES:
-        start_err = ((result.start[name] - result.truth[name]).abs() / result.truth[name].abs()).max()
+        truth = result.truth[name]
+        start_err = ((result.start[name] - truth).abs() / truth.abs()).max()
         assert start_err > 1e-3, f"{name} did not start perturbed"
-        err = ((result.recovered[name] - result.truth[name]).abs() / result.truth[name].abs()).max()
+        err = ((result.recovered[name] - truth).abs() / truth.abs()).max()
         assert err < 1e-4, f"{name}: recovered {result.recovered[name]} vs {result.truth[name]}"
     assert result.history[-1] < 1e-12 * result.history[0]
     print(f"refinement example: {result.evaluations} renders, {seconds:.1f} s")
