@@ -1,12 +1,13 @@
 """The tensor kernel: intensity of a chunk of pixels, broadcast over every sampling dimension.
 
 For a chunk of P pixels the kernel evaluates all sensor layers (T), sub-pixels (SS = os²),
-sources (S), φ steps (Φ) and mosaic domains (M) as tensor dimensions, laid out as
-(P, T, SS, S, Φ·M) -- nanoBragg.c's loop order, so a flattened index is C's execution order.
-Pixel geometry (positions, solid angle, absorption, polarization) is computed once per
-(P, T, SS[, S]) and reused across φ and mosaic domains; each Miller index comes from one matrix
-product of the scattering vectors with all rotated cells, kept per axis so every elementwise pass
-runs over contiguous memory.
+sources (S), φ steps (Φ) and mosaic domains (M) as tensor dimensions. The pixel dimension is the
+innermost (contiguous) one: per-eval tensors are (Φ·M, T, SS, S, P), per-sub-pixel tensors
+(T, SS, P), so every broadcast runs over long contiguous rows. Pixel geometry (positions, solid
+angle, absorption, polarization) is computed once per (T, SS[, S], P) and reused across φ and
+mosaic domains; each Miller index comes from one matrix product of all rotated cells with the
+stacked scattering vectors. Where nanoBragg.c's loop order matters (c-parity state), tensors are
+permuted to C's order (P, T, SS, S, Φ, M).
 
 ``c_parity`` selects nanoBragg.c's single-threaded arithmetic where it differs from correct
 physics; each such place is marked "C-parity quirk" and listed in the README.
@@ -29,7 +30,7 @@ class ChunkOutput:
     """values: (P,) pixel intensities (photons); I: (P,) nanoBragg's I before scaling;
     omega_sum: scalar Σ of the solid angles used; killed: interpolation kill-switch state after
     the chunk (c-parity); killed_rows: (P,) that state before each pixel (for tracing);
-    detail: intermediates of every evaluation (only when rendered with ``detail=True``)."""
+    detail: intermediates of every evaluation in C's order (only with ``detail=True``)."""
     values: Tensor
     I: Tensor
     omega_sum: Tensor
@@ -40,7 +41,7 @@ class ChunkOutput:
 
 @dataclass
 class PixelGeometry:
-    """Per (P, T, SS) sub-pixel and layer, components kept as separate contiguous tensors:
+    """Per (T, SS, P) layer, sub-pixel and pixel, components as separate contiguous tensors:
     pos: (x, y, z) positions (m); airpath R (m); diffracted: (x, y, z) unit directions;
     omega_sub: solid angle (sr); cf_sub: capture fraction."""
     pos: tuple
@@ -49,13 +50,9 @@ class PixelGeometry:
     omega_sub: Tensor
     cf_sub: Tensor
 
-    def stacked(self, name: str) -> Tensor:
-        """(P, T, SS, 3) view of ``pos`` or ``diffracted`` (for traces)."""
-        return torch.stack(getattr(self, name), dim=-1)
-
 
 def subpixel_positions(scene: Scene, sp: Tensor, fp: Tensor) -> tuple:
-    """(x, y, z), each (P, T, SS): positions (m) of every sub-pixel centre of every sensor layer.
+    """(x, y, z), each (T, SS, P): positions (m) of every sub-pixel centre of every sensor layer.
 
     sp, fp: (P,) slow/fast pixel indices (as floats). Follows nanoBragg.c: sub-pixel centre
     Fdet = sub·(fpixel·os + subF) + sub/2, layer offset Odet = layer·thickstep along the normal,
@@ -64,16 +61,16 @@ def subpixel_positions(scene: Scene, sp: Tensor, fp: Tensor) -> tuple:
     det, os_ = scene.det, scene.oversample
     sub = scene.subpixel_size
     P, T = sp.shape[0], scene.thicksteps
-    k = torch.arange(os_, dtype=scene.dtype, device=scene.device)
-    Fdet = (sub * (fp[:, None] * os_ + k) + sub / 2.0)[:, None, None, :]   # (P, 1, 1, osF)
-    Sdet = (sub * (sp[:, None] * os_ + k) + sub / 2.0)[:, None, :, None]   # (P, 1, osS, 1)
-    Odet = (torch.arange(T, dtype=scene.dtype, device=scene.device) * scene.thickstep)[None, :, None, None]
+    k = torch.arange(os_, dtype=scene.dtype, device=scene.device)[:, None]
+    Fdet = (sub * (fp * os_ + k) + sub / 2.0)[None, None, :, :]           # (1, 1, osF, P)
+    Sdet = (sub * (sp * os_ + k) + sub / 2.0)[None, :, None, :]           # (1, osS, 1, P)
+    Odet = (torch.arange(T, dtype=scene.dtype, device=scene.device) * scene.thickstep)[:, None, None, None]
     pos = tuple((Fdet * det.fdet[c] + Sdet * det.sdet[c] + Odet * det.odet[c] + det.pix0[c])
-                .reshape(P, T, os_ * os_) for c in range(3))
+                .reshape(T, os_ * os_, P) for c in range(3))
     if scene.cfg.detector.curved:
         # pixels on a sphere of radius `distance`: detector coordinates used as angles, as in C
         d = det.distance
-        start = (d * det.beam).expand(P, T, os_ * os_, 3)
+        start = (d * det.beam).expand(T, os_ * os_, P, 3)
         swung = rotate_axis(start, det.sdet, pos[1] / d)
         moved = rotate_axis(swung, det.fdet, pos[2] / d)
         pos = tuple(moved[..., c].contiguous() for c in range(3))
@@ -81,7 +78,7 @@ def subpixel_positions(scene: Scene, sp: Tensor, fp: Tensor) -> tuple:
 
 
 def pixel_geometry(scene: Scene, pix: Tensor) -> PixelGeometry:
-    """Geometry of every sub-pixel and layer of the pixels ``pix`` (flat indices)."""
+    """Geometry of every layer and sub-pixel of the pixels ``pix`` (flat indices)."""
     sp = torch.div(pix, scene.fpixels, rounding_mode="floor").to(scene.dtype)
     fp = torch.remainder(pix, scene.fpixels).to(scene.dtype)
     det = scene.det
@@ -93,7 +90,7 @@ def pixel_geometry(scene: Scene, pix: Tensor) -> PixelGeometry:
     if scene.detector_thick == 0.0:
         cf_sub = torch.ones_like(airpath)
     else:
-        layer = torch.arange(scene.thicksteps, dtype=scene.dtype, device=scene.device)[None, :, None]
+        layer = torch.arange(scene.thicksteps, dtype=scene.dtype, device=scene.device)[:, None, None]
         o = det.odet
         parallax = diffracted[0] * o[0] + diffracted[1] * o[1] + diffracted[2] * o[2]
         cf_sub = capture_fraction(layer, scene.thickstep, scene.mu, parallax)
@@ -101,10 +98,11 @@ def pixel_geometry(scene: Scene, pix: Tensor) -> PixelGeometry:
 
 
 def scattering_vectors(scene: Scene, diffracted: tuple) -> tuple:
-    """((sx, sy, sz) each (P, T, SS, S) in m⁻¹, valid (P, T, SS, S) or None when nothing is
+    """((sx, sy, sz) each (T, SS, S, P) in m⁻¹, valid (T, SS, S, P) or None when nothing is
     cut by -dmin). scat = (d̂ − î)/λ with î = −(source direction), per source."""
-    lam = scene.source_lambda
-    scat = tuple((d[..., None] + scene.source_dirs[:, c]) / lam for c, d in enumerate(diffracted))
+    lam = scene.source_lambda[:, None]
+    scat = tuple((d[:, :, None, :] + scene.source_dirs[:, c, None]) / lam
+                 for c, d in enumerate(diffracted))
     if scene.dmin <= 0.0:
         return scat, None
     stol = 0.5 * torch.sqrt(scat[0] * scat[0] + scat[1] * scat[1] + scat[2] * scat[2])
@@ -112,39 +110,33 @@ def scattering_vectors(scene: Scene, diffracted: tuple) -> tuple:
 
 
 def polarization(scene: Scene, diffracted: tuple) -> Tensor:
-    """(P, T, SS, S) Kahn polarization factor of every sub-pixel for every source."""
+    """(T, SS, S, P) Kahn polarization factor of every sub-pixel for every source."""
     incident = -scene.source_dirs
     if not scene.kahn.requires_grad and float(scene.kahn) == 0.0:
-        cos2t = sum(d[..., None] * incident[:, c] for c, d in enumerate(diffracted))
+        cos2t = sum(d[:, :, None, :] * incident[:, c, None] for c, d in enumerate(diffracted))
         return 0.5 * (1.0 + cos2t * cos2t)
-    d = torch.stack(diffracted, dim=-1)[..., None, :]
-    return polarization_factor(scene.kahn, incident, d, scene.polar_vector)
+    d = torch.stack(diffracted, dim=-1)[:, :, None, :, :]                # (T, SS, 1, P, 3)
+    return polarization_factor(scene.kahn, incident[:, None, :], d, scene.polar_vector)
 
 
 def miller_indices(scene: Scene, scat: tuple, first_sub: tuple | None) -> list:
-    """Fractional h, k, l for every orientation: three (P·T·SS·S, Φ·M) contiguous tensors.
+    """Fractional h, k, l for every orientation: three (Φ·M, T·SS·S·P) tensors.
 
-    scat: (sx, sy, sz), each (P, T, SS, S). Few orientations: h = a·s component by component
-    (C's order); many: one matrix product per axis on the stacked vectors."""
-    P, T, SS, S = scat[0].shape
-    orient = scene.orient.reshape(-1, 3, 3)                      # (Φ·M, a|b|c, xyz)
-    PM = orient.shape[0]
-    cols = [s.reshape(-1, 1) for s in scat]
-    if PM <= 4:
-        hkl = [cols[0] * orient[:, i, 0] + cols[1] * orient[:, i, 1] + cols[2] * orient[:, i, 2]
-               for i in range(3)]
-    else:
-        flat = torch.cat(cols, dim=1)
-        hkl = [flat @ orient[:, i, :].T for i in range(3)]
+    scat: (sx, sy, sz), each (T, SS, S, P); first_sub: (pixel, layer, sub-pixel, source)."""
+    T, SS, S, P = scat[0].shape
+    stacked = torch.stack([c.reshape(-1) for c in scat])               # (3, K)
+    orient = scene.orient.reshape(-1, 3, 3)                             # (Φ·M, a|b|c, xyz)
+    hkl = [orient[:, i, :] @ stacked for i in range(3)]
     if first_sub is not None and scene.orient_first is not None:
         # C-parity quirk (φ=0 carryover): the first sub-iteration nanoBragg.c executes still sees
         # the unrotated crystal at φ=0; every later one reuses the last φ step's rotation.
         r, t, ss, s = first_sub
-        row = ((r * T + t) * SS + ss) * S + s
-        idx = torch.tensor([row], device=scat[0].device)
-        vec = torch.stack([c[row, 0] for c in cols])
+        col = ((t * SS + ss) * S + s) * P + r
         first = scene.orient_first.reshape(-1, 3, 3)
-        hkl = [h.index_put((idx,), (first[:, i, :] @ vec).unsqueeze(0)) for i, h in enumerate(hkl)]
+        rows = torch.arange(first.shape[0], device=stacked.device)
+        cols = torch.full_like(rows, col)
+        hkl = [h.index_put((rows, cols), first[:, i, :] @ stacked[:, col])
+               for i, h in enumerate(hkl)]
     return hkl
 
 
@@ -206,10 +198,12 @@ def lattice_factor(scene: Scene, hkl: list, h0: list) -> tuple:
 
 
 def structure_factors(scene: Scene, hkl: list, h0: list | None, executed: Tensor | None,
-                      killed: Tensor, P: int) -> tuple:
+                      killed: Tensor, c_order) -> tuple:
     """F_cell per evaluation (or a 0-dim tensor when it is the same everywhere).
 
-    Returns (F_cell, killed after the chunk, killed state before each pixel (P,) or None).
+    c_order: function taking a (Φ·M, K) tensor to C's loop order (P, T·SS·S·Φ·M) -- the
+    kill-switch is sequential in that order. Returns (F_cell, killed after the chunk, killed
+    state before each pixel (P,) or None).
     """
     sf = scene.sf
     if not (scene.interpolate or sf.count > 0):
@@ -226,18 +220,35 @@ def structure_factors(scene: Scene, hkl: list, h0: list | None, executed: Tensor
     # C-parity quirk (interpolation kill-switch): the first out-of-range neighbourhood in loop
     # order switches interpolation off for everything after it, itself included.
     hit = oob & executed if executed is not None else oob
-    per_pixel = hit.reshape(P, -1)
+    per_pixel = c_order(hit)                                           # (P, E) in C's order
     running = torch.cumsum(per_pixel.to(torch.int32).reshape(-1), 0).reshape(per_pixel.shape) > 0
-    off = (killed | running).reshape(hit.shape)
-    before_row = killed | (torch.cumsum(per_pixel.any(1).to(torch.int32), 0) -
-                           per_pixel.any(1).to(torch.int32) > 0)
+    off_c = killed | running
+    any_row = per_pixel.any(1).to(torch.int32)
+    before_row = killed | ((torch.cumsum(any_row, 0) - any_row) > 0)
+    off = c_order.inverse(off_c)
     return torch.where(off, nearest, interp), killed | hit.any(), before_row
 
 
-def _per_pixel_sum(x: Tensor, P: int) -> Tensor:
-    """Σ over everything but the leading pixel dimension."""
-    x = x.reshape(P, -1)
-    return x[:, 0] if x.shape[1] == 1 else x.sum(1)
+class COrder:
+    """Permutation between the kernel's layout (Φ·M, T, SS, S, P) and nanoBragg.c's loop order
+    (P, T, SS, S, Φ·M), for the c-parity quirks that depend on execution order."""
+
+    def __init__(self, T, SS, S, P, PM):
+        self.shape = (PM, T, SS, S, P)
+        self.P = P
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return x.reshape(self.shape).permute(4, 1, 2, 3, 0).reshape(self.P, -1)
+
+    def inverse(self, y: Tensor) -> Tensor:
+        PM, T, SS, S, P = self.shape
+        return y.reshape(P, T, SS, S, PM).permute(4, 1, 2, 3, 0).reshape(PM, -1)
+
+
+def _sum_to_pixels(x: Tensor, P: int) -> Tensor:
+    """Σ over everything but the trailing pixel dimension."""
+    x = x.reshape(-1, P)
+    return x[0] if x.shape[0] == 1 else x.sum(0)
 
 
 def render_chunk(scene: Scene, pix: Tensor, killed: Tensor, first_sub: tuple | None = None,
@@ -255,14 +266,15 @@ def render_chunk(scene: Scene, pix: Tensor, killed: Tensor, first_sub: tuple | N
     P, T, SS = pix.shape[0], scene.thicksteps, scene.oversample ** 2
     S, PM = scene.n_src, scene.n_phi * scene.n_mos
     ov = (smp.oversample_thick, smp.oversample_polar, smp.oversample_omega)
+    order = COrder(T, SS, S, P, PM)
 
-    geo = pixel_geometry(scene, pix)
-    omega_pixel = geo.omega_sub[:, 0, 0]
-    omega_used = geo.omega_sub if ov[2] else omega_pixel[:, None, None].expand(P, T, SS)
-    scat, valid = scattering_vectors(scene, geo.diffracted)
-    pol_all = polarization(scene, geo.diffracted)                           # (P, T, SS, S)
+    geo = pixel_geometry(scene, pix)                                    # (T, SS, P)
+    omega_pixel = geo.omega_sub[0, 0]                                   # (P,)
+    omega_used = geo.omega_sub if ov[2] else omega_pixel.expand(T, SS, P)
+    scat, valid = scattering_vectors(scene, geo.diffracted)             # (T, SS, S, P)
+    pol_all = polarization(scene, geo.diffracted)                       # (T, SS, S, P)
 
-    hkl = miller_indices(scene, scat, first_sub)
+    hkl = miller_indices(scene, scat, first_sub)                        # (PM, K)
     need_skip = cp and (any(ov) or scene.interpolate) or detail
     h0 = [_rounded(h) for h in hkl] if (detail or scene.sf.count > 0 or
                                         scene.shape != "square") else None
@@ -273,50 +285,50 @@ def render_chunk(scene: Scene, pix: Tensor, killed: Tensor, first_sub: tuple | N
     else:
         L2 = lattice_factor_squared(scene, hkl)
         F_latt = None
+    valid_k = None if valid is None else valid.reshape(1, -1)
     executed = None
-    if need_skip and scene.cfg.sampling.water_size == 0.0:
+    if need_skip and smp.water_size == 0.0:
         executed = L2 != 0.0
-    if valid is not None:
-        v = valid.reshape(-1, 1)
-        executed = v if executed is None else executed & v
-    F_cell, new_killed, killed_rows = structure_factors(scene, hkl, h0, executed, killed, P)
+    if valid_k is not None:
+        executed = valid_k if executed is None else executed & valid_k
+    F_cell, new_killed, killed_rows = structure_factors(scene, hkl, h0, executed, killed, order)
     F_cell = F_cell.to(scene.work_dtype)
     term = L2 * (F_cell * F_cell)
-    if valid is not None:
-        term = torch.where(valid.reshape(-1, 1), term,
-                           torch.zeros((), dtype=term.dtype, device=device))
+    if valid_k is not None:
+        term = torch.where(valid_k, term, torch.zeros((), dtype=term.dtype, device=device))
 
     # --- reduction and scaling ------------------------------------------------------------
     r_e2_fluence = R_E_SQR * scene.fluence
     if scene.nopolar:
         polar_pixel = torch.ones(P, dtype=dtype, device=device)
     elif valid is None:
-        polar_pixel = pol_all[:, 0, 0, 0]
+        polar_pixel = pol_all[0, 0, 0]
     else:
-        flat_valid = valid.reshape(P, -1)
-        first_valid = torch.argmax(flat_valid.to(torch.int8), dim=1)
-        polar_pixel = pol_all.reshape(P, -1).gather(1, first_valid[:, None])[:, 0]
-        polar_pixel = torch.where(flat_valid.any(1), polar_pixel, torch.zeros_like(polar_pixel))
-    cf_last = geo.cf_sub[:, T - 1, 0]
+        flat_valid = valid.reshape(-1, P)                               # (T·SS·S, P)
+        first_valid = torch.argmax(flat_valid.to(torch.int8), dim=0)
+        polar_pixel = pol_all.reshape(-1, P).gather(0, first_valid[None, :])[0]
+        polar_pixel = torch.where(flat_valid.any(0), polar_pixel, torch.zeros_like(polar_pixel))
+    cf_last = geo.cf_sub[T - 1, 0]
+    per_sub = None
     if cp:
         if any(ov):
             # C-parity quirk (-oversample_* flags): each factor multiplies the running sum I in
             # every innermost iteration, I <- (I + term)·factor, so earlier terms are scaled again.
-            g = torch.ones(P, T, SS, S, dtype=dtype, device=device)
+            g = torch.ones(T, SS, S, P, dtype=dtype, device=device)
             if ov[0]:
-                g = g * geo.cf_sub[..., None]
+                g = g * geo.cf_sub[:, :, None, :]
             if ov[1]:
                 g = g * pol_all
             if ov[2]:
-                g = g * geo.omega_sub[..., None]
-            g = g.reshape(-1, 1).expand(-1, PM)
+                g = g * geo.omega_sub[:, :, None, :]
+            g = g.reshape(1, -1).expand(PM, -1)
             if executed is not None:
                 g = torch.where(executed, g, torch.ones((), dtype=dtype, device=device))
-            g = g.reshape(P, -1)
+            g = order(g)
             suffix = torch.flip(torch.cumprod(torch.flip(g, (1,)), 1), (1,))
-            I = scene.I_bg * suffix[:, 0] + (term.to(dtype).reshape(P, -1) * suffix).sum(1)
+            I = scene.I_bg * suffix[:, 0] + (order(term.to(dtype)) * suffix).sum(1)
         else:
-            I = scene.I_bg + _per_pixel_sum(term, P).to(dtype)
+            I = scene.I_bg + _sum_to_pixels(term, P).to(dtype)
         value = r_e2_fluence * I / scene.steps
         # C-parity quirk (sensor layers): the sum over layers is scaled by the LAST layer's
         # capture fraction only (and layers are not counted in `steps`).
@@ -327,33 +339,54 @@ def render_chunk(scene: Scene, pix: Tensor, killed: Tensor, first_sub: tuple | N
         if not ov[2]:
             value = value * omega_pixel
     else:
-        cf_w = geo.cf_sub if ov[0] else geo.cf_sub[:, :, 0:1].expand(P, T, SS)
+        cf_w = geo.cf_sub if ov[0] else geo.cf_sub[:, 0:1].expand(T, SS, P)
         if scene.nopolar:
             pol_w = torch.ones_like(pol_all)
         else:
-            pol_w = pol_all if ov[1] else pol_all[:, 0:1, 0:1, :].expand(P, T, SS, S)
-        weight = cf_w[..., None] * pol_w * omega_used[..., None]          # (P, T, SS, S)
-        per_sub = (term.sum(-1) if PM > 1 else term.reshape(-1)).to(dtype).reshape(P, T, SS, S)
+            pol_w = pol_all if ov[1] else pol_all[0:1, 0:1].expand(T, SS, S, P)
+        weight = cf_w[:, :, None, :] * pol_w * omega_used[:, :, None, :]     # (T, SS, S, P)
+        per_sub = (term.sum(0) if PM > 1 else term[0]).to(dtype).reshape(T, SS, S, P)
         if smp.water_size != 0.0:
             bg = scene.water_molecules * WATER_F * WATER_F * PM
             per_sub = per_sub + (bg if valid is None else bg * valid.to(dtype))
-        I = _per_pixel_sum(per_sub, P)
-        value = r_e2_fluence * _per_pixel_sum(per_sub * weight, P) / scene.steps
+        I = _sum_to_pixels(per_sub, P)
+        value = r_e2_fluence * _sum_to_pixels(per_sub * weight, P) / scene.steps
 
     out = ChunkOutput(values=value, I=I, omega_sum=omega_used.sum(), killed=new_killed,
                       killed_rows=killed_rows)
     if detail:
-        shape = (P, T, SS, S, scene.n_phi, scene.n_mos)
-        F_cell_full = F_cell.expand(L2.shape) if F_cell.dim() == 0 else F_cell
-        out.detail = dict(
-            geo=geo, omega=omega_used, incident=-scene.source_dirs, lam=scene.source_lambda,
-            scat=torch.stack(scat, dim=-1),
-            valid=(torch.ones(P, T, SS, S, dtype=torch.bool, device=device) if valid is None
-                   else valid),
-            hkl=[h.reshape(shape) for h in hkl], h0=[h.reshape(shape) for h in h0],
-            F_latt=F_latt.reshape(shape), comps=None if comps is None else [c.reshape(shape) for c in comps],
-            F_cell=F_cell_full.reshape(shape),
-            executed=(torch.ones(shape, dtype=torch.bool, device=device) if executed is None
-                      else executed.expand(L2.shape).reshape(shape)),
-            pol_all=pol_all, polar_pixel=polar_pixel, cf_last=cf_last, omega_pixel=omega_pixel)
+        out.detail = _detail(scene, P, T, SS, S, geo, omega_used, scat, valid, hkl, h0, F_latt,
+                             comps, F_cell, executed, L2, pol_all, polar_pixel, cf_last,
+                             omega_pixel)
     return out
+
+
+def _detail(scene, P, T, SS, S, geo, omega_used, scat, valid, hkl, h0, F_latt, comps, F_cell,
+            executed, L2, pol_all, polar_pixel, cf_last, omega_pixel) -> dict:
+    """Every intermediate in C's order: pixel first, then (T, SS[, S[, Φ, M]])."""
+    device = scene.device
+    Phi, M = scene.n_phi, scene.n_mos
+
+    def sub(x):      # (T, SS, P) -> (P, T, SS)
+        return x.permute(2, 0, 1)
+
+    def src(x):      # (T, SS, S, P) -> (P, T, SS, S)
+        return x.permute(3, 0, 1, 2)
+
+    def ev(x):       # (Φ·M, K) -> (P, T, SS, S, Φ, M)
+        x = x.expand(L2.shape) if x.dim() == 0 or x.shape != L2.shape else x
+        return x.reshape(Phi, M, T, SS, S, P).permute(5, 2, 3, 4, 0, 1)
+
+    return dict(
+        pos=torch.stack([sub(c) for c in geo.pos], -1), airpath=sub(geo.airpath),
+        diffracted=torch.stack([sub(c) for c in geo.diffracted], -1),
+        omega_sub=sub(geo.omega_sub), cf_sub=sub(geo.cf_sub), omega=sub(omega_used),
+        incident=-scene.source_dirs, lam=scene.source_lambda,
+        scat=torch.stack([src(c) for c in scat], -1),
+        valid=(torch.ones(P, T, SS, S, dtype=torch.bool, device=device) if valid is None
+               else src(valid)),
+        hkl=[ev(h) for h in hkl], h0=[ev(h) for h in h0], F_latt=ev(F_latt),
+        comps=None if comps is None else [ev(c) for c in comps], F_cell=ev(F_cell),
+        executed=(torch.ones(P, T, SS, S, Phi, M, dtype=torch.bool, device=device)
+                  if executed is None else ev(executed.expand(L2.shape))),
+        pol_all=src(pol_all), polar_pixel=polar_pixel, cf_last=cf_last, omega_pixel=omega_pixel)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .allocator import keep_freed_memory
 from .kernel import pixel_geometry, render_chunk, scattering_vectors
 from .scene import Scene
 
@@ -60,11 +61,11 @@ def first_executed_subiteration(scene: Scene, pix: Tensor, chunk: int) -> tuple 
         for start in range(0, pix.numel(), chunk):
             sel = pix[start:start + chunk]
             geo = pixel_geometry(scene, sel)
-            _, valid = scattering_vectors(scene, geo.diffracted)
-            flat = valid.reshape(-1).nonzero()
+            _, valid = scattering_vectors(scene, geo.diffracted)   # (T, SS, S, P)
+            flat = valid.permute(3, 0, 1, 2).reshape(-1).nonzero()  # C's order
             if flat.numel():
                 k = int(flat[0, 0])
-                T, SS, S = valid.shape[1:]
+                T, SS, S = valid.shape[:3]
                 p, rest = divmod(k, T * SS * S)
                 t, rest = divmod(rest, SS * S)
                 ss, s = divmod(rest, S)
@@ -84,26 +85,27 @@ def trace_pixel(scene: Scene, one: Tensor, main, row: int, killed: Tensor,
         first = (0,) + tuple(first_local[1:])
     d = render_chunk(scene, one, state, first, detail=True).detail
     smp = scene.cfg.sampling
-    geo = d["geo"]
-    T, SS = geo.airpath.shape[1], geo.airpath.shape[2]
+    T, SS = d["airpath"].shape[1], d["airpath"].shape[2]
     if smp.oversample_polar:
         ok = d["valid"][0].reshape(-1).nonzero()
         polar_final = d["pol_all"][0].reshape(-1)[ok[-1, 0]] if ok.numel() else d["polar_pixel"][0]
     else:
         polar_final = d["polar_pixel"][0]
     return dict(
-        pos=geo.stacked("pos")[0], airpath=geo.airpath[0], diffracted=geo.stacked("diffracted")[0],
-        omega=d["omega"][0],
-        incident=d["incident"], lam=d["lam"], scat=d["scat"][0], valid=d["valid"][0],
-        h=torch.stack([h[0] for h in d["hkl"]], -1), h0=torch.stack([h[0] for h in d["h0"]], -1),
-        F_latt=d["F_latt"][0], comps=None if d["comps"] is None else [c[0] for c in d["comps"]],
+        pos=d["pos"][0], airpath=d["airpath"][0], diffracted=d["diffracted"][0],
+        omega=d["omega"][0], incident=d["incident"], lam=d["lam"], scat=d["scat"][0],
+        valid=d["valid"][0], h=torch.stack([h[0] for h in d["hkl"]], -1),
+        h0=torch.stack([h[0] for h in d["h0"]], -1), F_latt=d["F_latt"][0],
+        comps=None if d["comps"] is None else [c[0] for c in d["comps"]],
         F_cell=d["F_cell"][0], executed=d["executed"][0],
         polar=(d["pol_all"][0] if smp.oversample_polar
                else d["polar_pixel"][0].expand(d["pol_all"][0].shape)),
         I=main.I[row], value=main.values[row],
-        capture_fraction=(geo.cf_sub[0, T - 1, SS - 1] if smp.oversample_thick else d["cf_last"][0]),
+        capture_fraction=(d["cf_sub"][0, T - 1, SS - 1] if smp.oversample_thick
+                          else d["cf_last"][0]),
         polar_final=polar_final,
-        omega_final=(geo.omega_sub[0, T - 1, SS - 1] if smp.oversample_omega else d["omega_pixel"][0]),
+        omega_final=(d["omega_sub"][0, T - 1, SS - 1] if smp.oversample_omega
+                     else d["omega_pixel"][0]),
         orient=scene.orient, orient_first=scene.orient_first,
         first_ts=None if first is None else tuple(first[1:]))
 
@@ -120,6 +122,8 @@ def render(scene: Scene, *, max_memory: int = DEFAULT_MAX_MEMORY,
     interpolation kill-switch of --c-parity, pixels before the window are not evaluated, so a
     window is exact only if nothing before it would have switched interpolation off.)
     """
+    if scene.device.type == "cpu":
+        keep_freed_memory()
     pix = rendered_pixels(scene)
     chunk = chunk_pixels(scene, max_memory)
     first = None
