@@ -122,20 +122,28 @@ def polarization(scene: Scene, diffracted: tuple) -> Tensor:
 def miller_indices(scene: Scene, scat: tuple, first_sub: tuple | None) -> list:
     """Fractional h, k, l for every orientation: three (Φ·M, T·SS·S·P) tensors.
 
-    scat: (sx, sy, sz), each (T, SS, S, P); first_sub: (pixel, layer, sub-pixel, source)."""
+    scat: (sx, sy, sz), each (T, SS, S, P); first_sub: (pixel, layer, sub-pixel, source).
+    h = a·S summed x + y + z as nanoBragg.c does, elementwise rather than by a matrix product, so
+    that every value is bit-identical whatever the chunk size (BLAS kernels round differently at
+    block edges)."""
     T, SS, S, P = scat[0].shape
-    stacked = torch.stack([c.reshape(-1) for c in scat])               # (3, K)
+    cols = [c.reshape(1, -1) for c in scat]                             # (1, K)
     orient = scene.orient.reshape(-1, 3, 3)                             # (Φ·M, a|b|c, xyz)
-    hkl = [orient[:, i, :] @ stacked for i in range(3)]
+
+    def project(axes, vecs):
+        return vecs[0] * axes[:, 0:1] + vecs[1] * axes[:, 1:2] + vecs[2] * axes[:, 2:3]
+
+    hkl = [project(orient[:, i, :], cols) for i in range(3)]
     if first_sub is not None and scene.orient_first is not None:
         # C-parity quirk (φ=0 carryover): the first sub-iteration nanoBragg.c executes still sees
         # the unrotated crystal at φ=0; every later one reuses the last φ step's rotation.
         r, t, ss, s = first_sub
         col = ((t * SS + ss) * S + s) * P + r
         first = scene.orient_first.reshape(-1, 3, 3)
-        rows = torch.arange(first.shape[0], device=stacked.device)
-        cols = torch.full_like(rows, col)
-        hkl = [h.index_put((rows, cols), first[:, i, :] @ stacked[:, col])
+        rows = torch.arange(first.shape[0], device=first.device)
+        at = torch.full_like(rows, col)
+        one = [c[:, col:col + 1] for c in cols]
+        hkl = [h.index_put((rows, at), project(first[:, i, :], one)[:, 0])
                for i, h in enumerate(hkl)]
     return hkl
 
@@ -245,10 +253,15 @@ class COrder:
         return y.reshape(P, T, SS, S, PM).permute(4, 1, 2, 3, 0).reshape(PM, -1)
 
 
+def _sum_rows(x: Tensor) -> Tensor:
+    """Σ over dim 0, strictly in row order: torch's sum() changes its summation order with the
+    width of the rows, which would make an image depend (in the last bit) on the chunk size."""
+    return x[0] if x.shape[0] == 1 else torch.cumsum(x, 0)[-1]
+
+
 def _sum_to_pixels(x: Tensor, P: int) -> Tensor:
-    """Σ over everything but the trailing pixel dimension."""
-    x = x.reshape(-1, P)
-    return x[0] if x.shape[0] == 1 else x.sum(0)
+    """Σ over everything but the trailing pixel dimension, in row order."""
+    return _sum_rows(x.reshape(-1, P))
 
 
 def render_chunk(scene: Scene, pix: Tensor, killed: Tensor, first_sub: tuple | None = None,
@@ -345,7 +358,7 @@ def render_chunk(scene: Scene, pix: Tensor, killed: Tensor, first_sub: tuple | N
         else:
             pol_w = pol_all if ov[1] else pol_all[0:1, 0:1].expand(T, SS, S, P)
         weight = cf_w[:, :, None, :] * pol_w * omega_used[:, :, None, :]     # (T, SS, S, P)
-        per_sub = (term.sum(0) if PM > 1 else term[0]).to(dtype).reshape(T, SS, S, P)
+        per_sub = _sum_rows(term).to(dtype).reshape(T, SS, S, P)
         if smp.water_size != 0.0:
             bg = scene.water_molecules * WATER_F * WATER_F * PM
             per_sub = per_sub + (bg if valid is None else bg * valid.to(dtype))
