@@ -5,6 +5,7 @@ single thread does, which the c-parity quirks with state (φ=0 carryover, interp
 kill-switch) rely on.
 """
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -110,6 +111,24 @@ def trace_pixel(scene: Scene, one: Tensor, main, row: int, killed: Tensor,
         first_ts=None if first is None else tuple(first[1:]))
 
 
+def _requires_grad(scene: Scene) -> bool:
+    tensors = (scene.det.pix0, scene.det.fdet, scene.orient, scene.source_lambda, scene.fluence,
+               scene.kahn, scene.N, scene.subpixel_size, scene.thickstep, scene.mu, scene.I_bg,
+               scene.sf.grid)
+    return torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad
+                                           for t in tensors)
+
+
+def _chunk_workers(scene: Scene, n_chunks: int) -> int:
+    """Chunks rendered concurrently: torch's thread count on the CPU, unless a chunk needs the
+    previous one's state (--c-parity interpolation kill-switch) or autograd records the graph."""
+    if scene.device.type != "cpu" or n_chunks < 2 or _requires_grad(scene):
+        return 1
+    if scene.c_parity and scene.interpolate:
+        return 1
+    return min(torch.get_num_threads(), n_chunks)
+
+
 def render(scene: Scene, *, max_memory: int = DEFAULT_MAX_MEMORY,
            trace_pixels: list | tuple = (), window: tuple | None = None,
            progress: Callable[[int, int], None] | None = None) -> RenderResult:
@@ -125,7 +144,7 @@ def render(scene: Scene, *, max_memory: int = DEFAULT_MAX_MEMORY,
     if scene.device.type == "cpu":
         keep_freed_memory()
     pix = rendered_pixels(scene)
-    chunk = chunk_pixels(scene, max_memory)
+    chunk = chunk_pixels(scene, max_memory // max(1, torch.get_num_threads()))
     first = None
     if scene.orient_first is not None:
         first = first_executed_subiteration(scene, pix, chunk)
@@ -147,20 +166,43 @@ def render(scene: Scene, *, max_memory: int = DEFAULT_MAX_MEMORY,
 
     killed = torch.zeros((), dtype=torch.bool, device=scene.device)
     values, omega_sum, traces = [], 0.0, {}
-    for start in range(0, n, chunk):
+    starts = list(range(0, n, chunk))
+
+    def job(start, killed):
         stop = min(start + chunk, n)
         first_local = None
         if first is not None and start <= first[0] < stop:
             first_local = (first[0] - start,) + tuple(first[1:])
         out = render_chunk(scene, pix[start:stop], killed, first_local)
-        for k, px in trace_at.items():
-            if start <= k < stop:
-                traces[px] = trace_pixel(scene, pix[k:k + 1], out, k - start, killed, first_local)
+        found = {px: trace_pixel(scene, pix[k:k + 1], out, k - start, killed, first_local)
+                 for k, px in trace_at.items() if start <= k < stop}
+        return out, found, stop
+
+    def collect(result):
+        nonlocal omega_sum
+        out, found, stop = result
+        traces.update(found)
         values.append(out.values)
-        killed = out.killed
         omega_sum = omega_sum + out.omega_sum.detach()  # a report figure, not differentiated
         if progress is not None:
             progress(stop, n)
+        return out
+
+    workers = _chunk_workers(scene, len(starts))
+    if workers > 1:
+        # independent chunks on separate cores: each op runs single-threaded on its own chunk,
+        # which scales far better than splitting every small op across threads
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(workers) as pool:
+                for future in [pool.submit(job, start, killed) for start in starts]:
+                    collect(future.result())
+        finally:
+            torch.set_num_threads(threads)
+    else:
+        for start in starts:
+            killed = collect(job(start, killed)).killed
     flat_image = torch.zeros(scene.spixels * scene.fpixels, dtype=scene.dtype, device=scene.device)
     if values:
         flat_image = flat_image.index_put((pix,), torch.cat(values))
