@@ -100,6 +100,7 @@ class RunResult:
     peak_rss_mb: float
     returncode: int
     error: str | None = None
+    loadavg_1m: float | None = None     # machine load just before the run (noise indicator)
 
 
 @dataclass
@@ -264,6 +265,7 @@ def run_once(cmd: list, cwd: Path, env: dict, expect_float_bytes: int,
     for name in (FLOAT_OUT, INT_OUT):
         with contextlib.suppress(FileNotFoundError):
             (cwd / name).unlink()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     rss_file = cwd / ".rss_kb"
     with contextlib.suppress(FileNotFoundError):
         rss_file.unlink()
@@ -296,7 +298,7 @@ def run_once(cmd: list, cwd: Path, env: dict, expect_float_bytes: int,
             error = (f"exit 0 but {FLOAT_OUT} has {size} bytes (expected {expect_float_bytes})"
                      f"{'' if (cwd / INT_OUT).exists() else f' and no {INT_OUT}'}")
     return RunResult(wall_s=wall, peak_rss_mb=(rss_kb or 0.0) / 1024.0, returncode=rc,
-                     error=error)
+                     error=error, loadavg_1m=load)
 
 
 def _read_float(path: Path, shape: tuple):
@@ -422,6 +424,8 @@ def _runner_json(res: RunnerResult, evaluations: int) -> dict:
         "command": res.command, "ok": res.ok,
         "wall_s": [round(r.wall_s, 4) for r in res.runs],
         "peak_rss_mb": [round(r.peak_rss_mb, 1) for r in res.runs],
+        "loadavg_1m": [None if r.loadavg_1m is None else round(r.loadavg_1m, 2)
+                       for r in res.runs],
         "median_s": None if med is None else round(med, 4),
         "max_peak_rss_mb": None if res.peak_rss_mb is None else round(res.peak_rss_mb, 1),
         "evals_per_s": None if not med else evaluations / med,
@@ -508,6 +512,13 @@ def _footnotes(report: dict) -> list:
         notes.append("max|Δ|/max compares the float images of the last runs; our default mode "
                      "departs from C where C has a quirk (the φ=0 carryover of B2/B4), "
                      "--extra --c-parity compares like for like.")
+    loads = [x for b in report["benchmarks"] for r in b["runs"].values()
+             for x in r.get("loadavg_1m", []) if x is not None]
+    cpus = report["machine"].get("cpus_usable")
+    if loads:
+        notes.append(f"1-minute load average before the runs: {min(loads):.1f}–{max(loads):.1f}"
+                     + (f" on {cpus} usable CPUs" if cpus else "")
+                     + " (a load above the CPU count means other processes competed).")
     if any(b["c_recorded"] for b in report["benchmarks"]):
         notes.append(f"† nanoBragg.c figures {RECORDED_C_SOURCE}; ratios against them are "
                      "rough (different load, possibly a different machine).")
