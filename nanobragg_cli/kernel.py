@@ -21,7 +21,8 @@ from torch import Tensor
 
 from .geometry.rotation import rotate_axis
 from .physics import (GAUSS_WIDTH, ROUND_XTAL_SCALE, TOPHAT_CUT, capture_fraction,
-                      polarization_factor, sinc3, sincg_direct, sincg_reduced, solid_angle)
+                      polarization_factor, sinc3, sincg_direct, sincg_like_c, sincg_reduced,
+                      solid_angle)
 from .scene import R_E_SQR, WATER_F, Scene
 
 
@@ -158,7 +159,8 @@ def lattice_factor_squared(scene: Scene, hkl: list) -> Tensor:
 
     Square shape: Π sincg² on reduced arguments h − round(h) (float32 keeps its digits at
     high-order reflections); an exact zero argument becomes the smallest normal number, whose
-    sin(N·x)/sin(x) is N, avoiding a branch. Other shapes square the full factor, and so does
+    sin(N·x)/sin(x) is N, avoiding a branch. --c-parity evaluates nanoBragg.c's full-argument
+    form instead (see :func:`nanobragg_cli.physics.sincg_like_c`). Other shapes square the full factor, and so does
     a differentiable run (the in-place products below would overwrite what autograd saved).
     """
     work = scene.work_dtype
@@ -170,8 +172,11 @@ def lattice_factor_squared(scene: Scene, hkl: list) -> Tensor:
     for h, n in zip(hkl, scene.N_values):
         if n <= 1.0:
             continue
-        x = torch.add(tiny, (h - torch.round(h)).to(work), alpha=math.pi)
-        r = torch.sin(x * n).div_(torch.sin(x))
+        if scene.c_parity:
+            r = sincg_like_c(h, n).to(work)
+        else:
+            x = torch.add(tiny, (h - torch.round(h)).to(work), alpha=math.pi)
+            r = torch.sin(x * n).div_(torch.sin(x))
         L = r if L is None else L.mul_(r)
     if L is None:
         return torch.ones_like(hkl[0], dtype=work)
@@ -187,6 +192,8 @@ def lattice_factor(scene: Scene, hkl: list, h0: list) -> tuple:
         for i in range(3):
             if N.requires_grad:
                 comps.append(sincg_direct(hkl[i], N[i]))
+            elif scene.N_values[i] > 1.0 and scene.c_parity:
+                comps.append(sincg_like_c(hkl[i], N[i]))
             elif scene.N_values[i] > 1.0:
                 comps.append(sincg_reduced(hkl[i] - h0[i], h0[i], N[i]))
             else:

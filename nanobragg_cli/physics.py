@@ -30,6 +30,22 @@ def sincg_reduced(frac: Tensor, index: Tensor, n: Tensor) -> Tensor:
     return sign * torch.where(frac == 0.0, n * torch.ones_like(ratio), ratio)
 
 
+def sincg_like_c(h: Tensor, n) -> Tensor:
+    """nanoBragg.c's sincg(π·h, N) = sin(N·x)/sin(x) on the full argument x = π·h (N at x = 0).
+
+    C-parity quirk (sincg near integers): on the full argument both sines lose their relative
+    accuracy as h approaches a non-zero integer -- sin(π·h) is then mostly the rounding error of
+    fl(π·h) -- so nanoBragg.c's value there is noise (e.g. 8.88 or 29.3 instead of 10 for N = 10
+    at |h − round(h)| < 1e-14). --c-parity computes it the same way (same operations, correctly
+    rounded sines) to reproduce those values; the default mode uses :func:`sincg_reduced`.
+    h: (...) float64 fractional indices; n: cell count. The smallest normal number added to x
+    turns x = 0 into C's limit N without a branch and changes no other x.
+    """
+    tiny = torch.finfo(h.dtype).tiny
+    x = torch.add(torch.tensor(tiny, dtype=h.dtype, device=h.device), h, alpha=math.pi)
+    return torch.sin(x * n) / torch.sin(x)
+
+
 def sincg_direct(h: Tensor, n: Tensor) -> Tensor:
     """The lattice transform straight from the fractional index h (..., ) for a continuous cell
     count n (a tensor that may require grad): :func:`sincg_reduced` on f = h − ceil(h − ½).
