@@ -207,12 +207,50 @@ def resolve_work(args: tuple, workdir: Path) -> Work:
 # running
 
 
-def ours_runner(dtype: str, device: str, threads: int, extra: list) -> Runner:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    return Runner(key=f"py-{dtype}", label=f"ours {dtype}" + ("" if device == "cpu" else f" {device}"),
+SERVER_ENV = "NANOBRAGG_SERVER"
+
+
+def ours_runner(dtype: str, device: str, threads: int, extra: list,
+                server_env: dict | None = None) -> Runner:
+    """Our CLI as a fresh process: cold (any NANOBRAGG_SERVER of the caller removed) unless
+    ``server_env`` holds the warm-start server's variables."""
+    env = {k: v for k, v in os.environ.items() if k != SERVER_ENV}
+    env.update(server_env or {}, OMP_NUM_THREADS=str(threads))
+    label = f"ours {dtype}" + ("" if device == "cpu" else f" {device}")
+    return Runner(key=f"py-{dtype}", label=label + (" (warm server)" if server_env else ""),
                   prefix=[sys.executable, "-m", "nanobragg_cli"],
                   suffix=["--threads", str(threads), "--dtype", dtype, "--device", device, *extra],
                   env=env)
+
+
+@contextlib.contextmanager
+def warm_server(folder: Path, threads: int, log=None):
+    """The warm-start server (NANOBRAGG_SERVER=1) in a private runtime folder: started by an
+    untimed tiny run, waited for, yielded as the runners' extra environment, stopped at the end."""
+    runtime = folder / "run"
+    runtime.mkdir(mode=0o700)
+    env = {SERVER_ENV: "1", "XDG_RUNTIME_DIR": str(runtime), "NANOBRAGG_SERVER_IDLE": "900"}
+    probe = ours_runner("float64", "cpu", threads, [], env)
+    tiny = tiny_set()["T1"]
+    warm = folder / "warmup"
+    warm.mkdir()
+    cmd = [*probe.prefix, *tiny.args, *OUTPUT_FLAGS, *probe.suffix]
+    first = run_once(cmd, warm, probe.env, 4 * 64 * 64)
+    if first.error:
+        raise NanoBraggError(f"--server: the warm-up run failed ({first.error})")
+    deadline = time.monotonic() + 120
+    while not any(runtime.glob("nanobragg-*/server-*.sock")):
+        if time.monotonic() > deadline:
+            raise NanoBraggError("--server: no warm-start server came up within 120 s")
+        time.sleep(0.2)
+    second = run_once(cmd, warm, probe.env, 4 * 64 * 64)
+    if log:
+        log(f"warm server up: tiny run {first.wall_s:.2f} s cold, {second.wall_s:.2f} s warm")
+    try:
+        yield env
+    finally:
+        subprocess.run([sys.executable, "-c", "from nanobragg_cli import server; server.stop()"],
+                       env=probe.env, capture_output=True, timeout=60)
 
 
 def c_runner(c_bin: str, threads: int) -> Runner:
@@ -483,6 +521,8 @@ def table_rows(report: dict) -> list:
             label = labels.get(key, "ours " + key.removeprefix("py-"))
             if key != "c" and report["settings"]["device"] != "cpu":
                 label += f" ({report['settings']['device']})"
+            if key != "c" and report["settings"].get("server"):
+                label += " (warm server)"
             runs = ", ".join(_fmt_s(x) for x in r["wall_s"])
             if not r["ok"]:
                 runs = f"FAILED: {'; '.join(r['errors'])}"
@@ -519,6 +559,10 @@ def _footnotes(report: dict) -> list:
         notes.append(f"1-minute load average before the runs: {min(loads):.1f}–{max(loads):.1f}"
                      + (f" on {cpus} usable CPUs" if cpus else "")
                      + " (a load above the CPU count means other processes competed).")
+    if s.get("server"):
+        notes.append("ours ran through the warm-start server (NANOBRAGG_SERVER=1, started before "
+                     "timing): its peak RSS is the client's only, the rendering child of the "
+                     "server is not measured.")
     if any(b["c_recorded"] for b in report["benchmarks"]):
         notes.append(f"† nanoBragg.c figures {RECORDED_C_SOURCE}; ratios against them are "
                      "rough (different load, possibly a different machine).")
@@ -577,18 +621,20 @@ def _default_threads() -> int:
 
 def run_suite(benchmarks: list, *, threads: int, repeats: int, dtypes: list, device: str,
               extra: list, c_bin: str | None, golden: Path, timeout: float | None = None,
-              log=None) -> dict:
+              log=None, server: bool = False) -> dict:
     """Resolve, run and report ``benchmarks`` (the machinery behind the command)."""
-    runners = [ours_runner(dt, device, threads, extra) for dt in dtypes]
-    if c_bin:
-        runners.append(c_runner(c_bin, threads))
+    c = c_runner(c_bin, threads) if c_bin else None
     launcher, rss_method = rss_launcher()
     settings = {"threads": threads, "repeats": repeats, "dtypes": dtypes, "device": device,
-                "extra": extra, "c_bin": c_bin, "timeout_s": timeout,
+                "extra": extra, "c_bin": c_bin, "timeout_s": timeout, "server": server,
                 "golden_dir": str(golden), "rss_method": rss_method}
     machine = machine_info(device, c_bin)
     entries = []
-    with tempfile.TemporaryDirectory(prefix="nanobragg-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="nanobragg-bench-") as tmp, \
+            (warm_server(Path(tmp), threads, log) if server
+             else contextlib.nullcontext()) as server_env:
+        runners = [ours_runner(dt, device, threads, extra, server_env) for dt in dtypes]
+        runners += [c] if c else []
         for bench in benchmarks:
             workdir = make_workdir(Path(tmp), bench, golden)
             work = resolve_work(bench.args, workdir)
@@ -627,6 +673,9 @@ def _log(message: str) -> None:
               help="Print the table as Markdown (for docs/performance.md) instead of a rich table.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Kill a run after this many seconds and report it as failed.")
+@click.option("--server", is_flag=True, default=False,
+              help="Run ours through the warm-start server (NANOBRAGG_SERVER=1), started before "
+                   "timing; without it every run is a cold process.")
 @click.option("--profile", "profile_id", default=None, metavar="ID",
               help="Instead of timing, run benchmark ID once in this process under cProfile and "
                    "print where the time goes (import, config, setup, kernel, outputs).")
@@ -635,7 +684,7 @@ def _log(message: str) -> None:
 @click.option("--tiny", is_flag=True, default=False, hidden=True,
               help="Use the seconds-long T1/T2 set (tests of the harness itself).")
 def bench_command(ids, repeats, dtypes, device, threads, extra, c_bin, json_path, markdown,
-                  timeout, profile_id, torch_profiler, tiny):
+                  timeout, server, profile_id, torch_profiler, tiny):
     """Time nanobragg end to end (fresh process per run) on a fixed benchmark set, beside
     nanoBragg.c when NB_C_BIN names its binary.
 
@@ -665,7 +714,7 @@ def bench_command(ids, repeats, dtypes, device, threads, extra, c_bin, json_path
     benchmarks = select(ids, tiny, golden)
     report = run_suite(benchmarks, threads=threads, repeats=repeats, dtypes=dtype_list,
                        device=device, extra=extra_args, c_bin=c_bin, golden=golden,
-                       timeout=timeout, log=_log)
+                       timeout=timeout, log=_log, server=server)
     if json_path:
         from .io.atomic import atomic_write_bytes
         atomic_write_bytes(json_path, (json.dumps(report, indent=1, allow_nan=False)

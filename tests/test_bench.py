@@ -165,6 +165,15 @@ def test_supervisor_benchmark_reads_the_corpus(tmp_path):
     assert work.evaluations == 2463 * 2527 * 10
 
 
+def test_our_runs_are_cold_unless_the_server_is_asked_for(monkeypatch):
+    monkeypatch.setenv("NANOBRAGG_SERVER", "1")
+    cold = bench.ours_runner("float32", "cpu", 3, ["--c-parity"])
+    assert "NANOBRAGG_SERVER" not in cold.env and cold.env["OMP_NUM_THREADS"] == "3"
+    assert cold.suffix == ["--threads", "3", "--dtype", "float32", "--device", "cpu", "--c-parity"]
+    warm = bench.ours_runner("float64", "cpu", 1, [], {"NANOBRAGG_SERVER": "1"})
+    assert warm.env["NANOBRAGG_SERVER"] == "1" and "warm server" in warm.label
+
+
 def test_unknown_benchmark_is_a_one_line_error(capsys):
     assert main(["bench", "--set", "B1,B9"]) == 9
     err = capsys.readouterr().err.strip().splitlines()
