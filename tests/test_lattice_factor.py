@@ -38,7 +38,7 @@ def test_reduced_and_full_forms_agree_away_from_integers(n):
 def test_full_argument_form_loses_accuracy_next_to_integers():
     """Why the default mode reduces the argument: at an integer h (exactly, or within ~1e-14) the
     full-argument ratio is dominated by the rounding error of π·h, far from the limit ±10."""
-    h = torch.tensor([20.0, 36.0, -48.0 - 2 ** -46])
+    h = torch.tensor([20.0, 36.0, 36.0 - 2 ** -47], dtype=torch.float64)
     full = sincg_like_c(h, 10).abs()
     assert (torch.abs(full - 10) > 0.5).all()
     assert torch.allclose(_reduced(h, 10).abs(), torch.full((3,), 10.0, dtype=torch.float64))
