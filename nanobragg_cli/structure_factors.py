@@ -37,16 +37,33 @@ class StructureFactors:
         K, L = self.grid.shape[1], self.grid.shape[2]
         return ((h - self.h_min) * K + (k - self.k_min)) * L + (l - self.l_min)
 
+    def bordered(self) -> Tensor:
+        """The grid's index range framed by one slot of default_F on every side:
+        (H+2, K+2, L+2), so a clamped index lands on default_F exactly when it is out of range."""
+        cached = getattr(self, "_bordered", None)
+        if cached is not None and cached[0] is self.grid:
+            return cached[1]
+        hr, kr, lr = self.ranges
+        core = self.grid[:hr, :kr, :lr]
+        framed = torch.nn.functional.pad(core, (1, 1, 1, 1, 1, 1), value=self.default_F)
+        if not self.grid.requires_grad:  # a differentiable grid is re-framed on every call
+            self._bordered = (self.grid, framed)
+        return framed
+
     def nearest(self, h0: Tensor, k0: Tensor, l0: Tensor) -> Tensor:
-        """F at the rounded indices (float tensors of integral values), default_F outside."""
+        """F at the rounded indices (float tensors of integral values), default_F outside.
+
+        One gather in the bordered grid: each index is clamped to [min-1, max+1], whose ends are
+        default_F slots, so no separate in-range mask is needed."""
         if self.grid is None or self.count == 0:
             return torch.full_like(h0, self.default_F)
-        inside = ((h0 <= self.h_max) & (h0 >= self.h_min) & (k0 <= self.k_max) &
-                  (k0 >= self.k_min) & (l0 <= self.l_max) & (l0 >= self.l_min))
-        idx = self._flat_index(h0.clamp(self.h_min, self.h_max), k0.clamp(self.k_min, self.k_max),
-                               l0.clamp(self.l_min, self.l_max)).long()
-        values = self.grid.reshape(-1).to(h0.dtype)[idx]
-        return torch.where(inside, values, torch.full_like(values, self.default_F))
+        framed = self.bordered()
+        K2, L2 = framed.shape[1], framed.shape[2]
+        offset = -((self.h_min - 1) * K2 * L2 + (self.k_min - 1) * L2 + (self.l_min - 1))
+        idx = (h0.clamp(self.h_min - 1, self.h_max + 1) * float(K2 * L2) +
+               k0.clamp(self.k_min - 1, self.k_max + 1) * float(L2) +
+               (l0.clamp(self.l_min - 1, self.l_max + 1) + float(offset))).long()
+        return framed.reshape(-1).to(h0.dtype)[idx]
 
     def out_of_range(self, h: Tensor, k: Tensor, l: Tensor) -> Tensor:
         """nanoBragg.c's range test for interpolation, on the fractional indices: True unless
