@@ -263,7 +263,8 @@ class COrder:
 def _sum_rows(x: Tensor) -> Tensor:
     """Σ over dim 0, strictly in row order: torch's sum() changes its summation order with the
     width of the rows, which would make an image depend (in the last bit) on the chunk size."""
-    return x[0] if x.shape[0] == 1 else torch.cumsum(x, 0)[-1]
+    # (clone: the last row must not keep the whole running-sum tensor alive)
+    return x[0] if x.shape[0] == 1 else torch.cumsum(x, 0)[-1].clone()
 
 
 def _sum_to_pixels(x: Tensor, P: int) -> Tensor:

@@ -5,6 +5,7 @@ single thread does, which the c-parity quirks with state (φ=0 carryover, interp
 kill-switch) rely on.
 """
 
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
@@ -178,11 +179,17 @@ def render(scene: Scene, *, max_memory: int = DEFAULT_MAX_MEMORY,
                  for k, px in trace_at.items() if start <= k < stop}
         return out, found, stop
 
+    grad = _requires_grad(scene)
+    flat_image = torch.zeros(scene.spixels * scene.fpixels, dtype=scene.dtype, device=scene.device)
+
     def collect(result):
         nonlocal omega_sum
         out, found, stop = result
         traces.update(found)
-        values.append(out.values)
+        if grad:   # keep the graph: assemble once at the end
+            values.append(out.values)
+        else:      # write in place: no list of chunks, no concatenated copy
+            flat_image[pix[stop - out.values.shape[0]:stop]] = out.values
         omega_sum = omega_sum + out.omega_sum.detach()  # a report figure, not differentiated
         if progress is not None:
             progress(stop, n)
@@ -196,14 +203,18 @@ def render(scene: Scene, *, max_memory: int = DEFAULT_MAX_MEMORY,
         torch.set_num_threads(1)
         try:
             with ThreadPoolExecutor(workers) as pool:
-                for future in [pool.submit(job, start, killed) for start in starts]:
-                    collect(future.result())
+                pending = deque()
+                for start in starts:   # a bounded window of chunks in flight, collected in order
+                    pending.append(pool.submit(job, start, killed))
+                    if len(pending) > 2 * workers:
+                        collect(pending.popleft().result())
+                while pending:
+                    collect(pending.popleft().result())
         finally:
             torch.set_num_threads(threads)
     else:
         for start in starts:
             killed = collect(job(start, killed)).killed
-    flat_image = torch.zeros(scene.spixels * scene.fpixels, dtype=scene.dtype, device=scene.device)
     if values:
         flat_image = flat_image.index_put((pix,), torch.cat(values))
     return RenderResult(image=flat_image.reshape(scene.spixels, scene.fpixels).to(scene.work_dtype),
