@@ -22,6 +22,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from .bench import OUTPUT_FLAGS, Benchmark, make_workdir
@@ -31,17 +32,18 @@ SIMULATION_MODULES = ("nanobragg_cli.cli", "nanobragg_cli.simulate", "nanobragg_
                       "nanobragg_cli.render", "nanobragg_cli.outputs", "nanobragg_cli.trace",
                       "nanobragg_cli.progress", "nanobragg_cli.io.atomic")
 
-# (phase, file name, function): cumulative time of that function is the phase's time
+# (phase, file name, functions): the summed cumulative time of those functions is the phase's
+# time (alternatives for code that moves; none of them calls another)
 PHASES = (
-    ("config (flags -> Config)", "simulate.py", "prepare"),
-    ("setup (build_scene)", "scene.py", "build_scene"),
-    ("render (render.render)", "render.py", "render"),
-    ("  of which kernel.render_chunk", "kernel.py", "render_chunk"),
-    ("outputs: image statistics", "outputs.py", "image_stats"),
-    ("outputs: noise image", "rng.py", "noise_image"),
-    ("outputs: file bytes", "simulate.py", "output_files"),
-    ("outputs: atomic writes", "atomic.py", "atomic_write_bytes"),
-    ("whole run (cli.simulate_main)", "cli.py", "simulate_main"),
+    ("config (flags -> Config)", "simulate.py", ("prepare",)),
+    ("setup (build_scene)", "scene.py", ("build_scene",)),
+    ("render (render.render)", "render.py", ("render",)),
+    ("  kernel.render_chunk, all threads", "kernel.py", ("render_chunk",)),
+    ("outputs: image statistics", "outputs.py", ("image_stats",)),
+    ("outputs: noise image", "rng.py", ("noise_image",)),
+    ("outputs: file bytes", "simulate.py", ("output_files",)),
+    ("outputs: atomic writes", "atomic.py", ("atomic_write_many", "atomic_write_bytes")),
+    ("whole run (cli.simulate_main)", "cli.py", ("simulate_main",)),
 )
 
 _IMPORT_LINE = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)\s*$")
@@ -90,8 +92,8 @@ def phase_times(stats: pstats.Stats) -> list:
     """[(phase, seconds or None, calls)] from a cProfile run of ``cli.simulate_main``."""
     found = {}
     for (filename, _, func), (_, ncalls, _, cumtime, _) in stats.stats.items():
-        for phase, fname, fn in PHASES:
-            if func == fn and Path(filename).name == fname and "nanobragg_cli" in filename:
+        for phase, fname, fns in PHASES:
+            if func in fns and Path(filename).name == fname and "nanobragg_cli" in filename:
                 prev = found.get(phase)
                 found[phase] = (cumtime + (prev[0] if prev else 0.0),
                                 ncalls + (prev[1] if prev else 0))
@@ -133,29 +135,79 @@ def profile_benchmark(bench: Benchmark, *, golden: Path, threads: int, dtype: st
     result = {"imports": imports}
     with tempfile.TemporaryDirectory(prefix="nanobragg-profile-") as tmp:
         workdir = make_workdir(Path(tmp), bench, golden)
-        prof = cProfile.Profile()
         with contextlib.chdir(workdir), contextlib.redirect_stdout(io.StringIO()):
-            t0 = time.perf_counter()
-            prof.enable()
-            rc = simulate_main(list(argv))
-            prof.disable()
-            wall = time.perf_counter() - t0
-        stats = pstats.Stats(prof)
+            with ThreadProfiles() as profs:
+                t0 = time.perf_counter()
+                rc = simulate_main(list(argv))
+                wall = time.perf_counter() - t0
+        stats = profs.stats()
         phases = phase_times(stats)
         print(f"\n-- one in-process run under cProfile (modules already imported): {wall:.2f} s, "
-              f"exit {rc}", file=out)
+              f"exit {rc}; {profs.threads} Python thread(s) profiled (worker threads' times "
+              "add up: a phase run on two threads counts twice)", file=out)
         for phase, secs, calls in phases:
             shown = "—" if secs is None else f"{secs:8.3f} s"
             print(f"   {phase:<34} {shown}" + (f"  ({calls} calls)" if calls > 1 else ""),
                   file=out)
         buf = io.StringIO()
-        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(top)
+        stats.stream = buf
+        stats.sort_stats("tottime").print_stats(top)
         print(f"\n-- top {top} functions by own time", file=out)
         print(_trim_pstats(buf.getvalue()), file=out)
         result.update(wall_s=wall, phases=phases)
         if torch_profiler:
             result["torch_table"] = _torch_profile(argv, workdir, device, out)
     return result
+
+
+class _Snapshot:
+    """A running profiler's statistics so far, in the shape pstats.Stats loads."""
+    def __init__(self, prof: cProfile.Profile):
+        prof.snapshot_stats()
+        self.stats = prof.stats
+
+    def create_stats(self):
+        pass
+
+
+class ThreadProfiles:
+    """cProfile of the calling thread and of every Python thread started meanwhile (the renderer
+    runs chunks in a thread pool); ``stats()`` merges them."""
+
+    def __init__(self):
+        self._profiles = []
+        self._lock = threading.Lock()
+
+    def _start_in_thread(self, *_):
+        prof = cProfile.Profile()
+        with self._lock:
+            self._profiles.append(prof)
+        prof.enable()               # replaces this hook for the rest of the thread
+
+    def __enter__(self):
+        main = cProfile.Profile()
+        self._profiles.append(main)
+        threading.setprofile(self._start_in_thread)
+        main.enable()
+        self._main = main
+        return self
+
+    def __exit__(self, *exc):
+        self._main.disable()
+        threading.setprofile(None)
+        return False
+
+    @property
+    def threads(self) -> int:
+        return len(self._profiles)
+
+    def stats(self) -> pstats.Stats:
+        with self._lock:
+            snaps = [_Snapshot(p) for p in self._profiles]
+        stats = pstats.Stats(snaps[0])
+        for snap in snaps[1:]:
+            stats.add(snap)
+        return stats
 
 
 def _trim_pstats(text: str) -> str:

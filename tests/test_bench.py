@@ -194,5 +194,5 @@ def test_importtime_parsing_and_phase_lookup():
                  ("/x/other/render.py", 1, "render"): (1, 1, 0.1, 99.0, {})}
     phases = {p: (s, n) for p, s, n in phase_times(FakeStats())}
     assert phases["render (render.render)"] == (4.0, 1)
-    assert phases["  of which kernel.render_chunk"] == (3.5, 3)
+    assert phases["  kernel.render_chunk, all threads"] == (3.5, 3)
     assert phases["setup (build_scene)"] == (None, 0)
