@@ -550,8 +550,9 @@ def _footnotes(report: dict) -> list:
              f"written, peak RSS = the program's own ru_maxrss ({s['rss_method']})."]
     if any("c" in b["runs"] for b in report["benchmarks"]) and "--c-parity" not in s["extra"]:
         notes.append("max|Δ|/max compares the float images of the last runs; our default mode "
-                     "departs from C where C has a quirk (the φ=0 carryover of B2/B4), "
-                     "--extra --c-parity compares like for like.")
+                     "departs from C where C has a quirk (the φ=0 carryover of B2/B4, sincg next "
+                     "to integer h in B3: docs/differences.md); --extra --c-parity compares like "
+                     "for like.")
     loads = [x for b in report["benchmarks"] for r in b["runs"].values()
              for x in r.get("loadavg_1m", []) if x is not None]
     cpus = report["machine"].get("cpus_usable")
