@@ -171,6 +171,10 @@ def select(ids: str | None, tiny: bool, golden: Path) -> list:
                         f"(choose from {', '.join(table)})")
     out = []
     for bid in dict.fromkeys(wanted):
+        if bid == "B4" and not ids and not (golden / "cases" / "supervisor").is_dir():
+            click.echo(f"nanobragg bench: note: B4 left out: no golden corpus at {golden} "
+                       "(set NB_GOLDEN_DIR)", err=True)
+            continue
         if bid == "B4":
             out.append(Benchmark("B4", "supervisor command (golden case), 2463×2527, 10 φ",
                                  supervisor_args(golden)))

@@ -174,6 +174,14 @@ def test_our_runs_are_cold_unless_the_server_is_asked_for(monkeypatch):
     assert warm.env["NANOBRAGG_SERVER"] == "1" and "warm server" in warm.label
 
 
+def test_default_set_leaves_b4_out_without_a_corpus(tmp_path, monkeypatch, capsys):
+    assert [b.id for b in bench.select(None, False, tmp_path)] == ["B1", "B2", "B3"]
+    assert "B4 left out" in capsys.readouterr().err
+    monkeypatch.setenv("NB_GOLDEN_DIR", str(tmp_path))      # asked for by name: an error
+    assert main(["bench", "--set", "B4"]) == 9
+    assert "B4 needs the golden corpus" in capsys.readouterr().err
+
+
 def test_unknown_benchmark_is_a_one_line_error(capsys):
     assert main(["bench", "--set", "B1,B9"]) == 9
     err = capsys.readouterr().err.strip().splitlines()
