@@ -124,15 +124,16 @@ def miller_indices(scene: Scene, scat: tuple, first_sub: tuple | None) -> list:
     """Fractional h, k, l for every orientation: three (Φ·M, T·SS·S·P) tensors.
 
     scat: (sx, sy, sz), each (T, SS, S, P); first_sub: (pixel, layer, sub-pixel, source).
-    h = a·S summed x + y + z as nanoBragg.c does, elementwise rather than by a matrix product, so
-    that every value is bit-identical whatever the chunk size (BLAS kernels round differently at
-    block edges)."""
+    h = a·S summed x + y + z as nanoBragg.c does, elementwise (multiply-adds) rather than by a
+    matrix product, so that every value is bit-identical whatever the chunk size (BLAS kernels
+    round differently at block edges)."""
     T, SS, S, P = scat[0].shape
     cols = [c.reshape(1, -1) for c in scat]                             # (1, K)
     orient = scene.orient.reshape(-1, 3, 3)                             # (Φ·M, a|b|c, xyz)
 
     def project(axes, vecs):
-        return vecs[0] * axes[:, 0:1] + vecs[1] * axes[:, 1:2] + vecs[2] * axes[:, 2:3]
+        h = vecs[0] * axes[:, 0:1]
+        return h.addcmul_(vecs[1], axes[:, 1:2]).addcmul_(vecs[2], axes[:, 2:3])
 
     hkl = [project(orient[:, i, :], cols) for i in range(3)]
     if first_sub is not None and scene.orient_first is not None:
