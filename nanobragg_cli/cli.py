@@ -229,3 +229,19 @@ def main(argv: list | None = None) -> int:
     finally:
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
+
+
+def run() -> None:
+    """Console-script entry point: ``main()``, then leave without the interpreter's teardown.
+
+    Tearing down a process that imported torch takes about a second on a small machine --
+    longer than rendering a 1024² image. Every output file is complete (written, synced and
+    renamed) before main() returns, so only the standard streams need flushing.
+    """
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (BrokenPipeError, OSError, ValueError):
+        pass
+    os._exit(code if isinstance(code, int) else 1)
