@@ -23,8 +23,8 @@ demo: venv
 	cd $(OUT)/demo && ../../$(NB) -cell 100 100 100 90 90 90 -default_F 100 -N 5 \
 	  -lambda 1 -distance 100 -detpixels 256 -pixel 0.1 -mosaic 0.2 -mosaic_domains 5 \
 	  -floatfile demo.bin -intfile demo.img -pgmfile demo.pgm -noisefile demo_noise.img -seed 1 \
-	  -noprogress
-	@echo "demo images written to $(OUT)/demo/ (demo.bin, demo.img, demo_noise.img, demo.pgm)"
+	  -noprogress --png demo.png
+	@echo "demo images written to $(OUT)/demo/: demo.bin (float32), demo.img (SMV), demo_noise.img, demo.pgm, demo.png"
 
 test: venv
 	$(PY) -m pytest
