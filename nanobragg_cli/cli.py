@@ -150,7 +150,9 @@ def simulate_main(argv: list, written: list | None = None) -> int:
     lines = _report(cfg, res)
 
     from .io.atomic import atomic_write_bytes, atomic_write_many
-    atomic_write_many([(path, data) for _, path, data in files], committed=written)
+    # all-or-nothing through renames; no fsync: like nanoBragg.c's own writes, durability against
+    # power loss is left to the filesystem (a sync costs as much as writing a 6 Mpixel image)
+    atomic_write_many([(path, data) for _, path, data in files], committed=written, fsync=False)
     if tool.manifest:
         from .manifest import file_record, manifest, manifest_bytes
         outputs = [file_record(flag, path, data) for flag, path, data in files]

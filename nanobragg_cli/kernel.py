@@ -65,9 +65,13 @@ def subpixel_positions(scene: Scene, sp: Tensor, fp: Tensor) -> tuple:
     k = torch.arange(os_, dtype=scene.dtype, device=scene.device)[:, None]
     Fdet = (sub * (fp * os_ + k) + sub / 2.0)[None, None, :, :]           # (1, 1, osF, P)
     Sdet = (sub * (sp * os_ + k) + sub / 2.0)[None, :, None, :]           # (1, osS, 1, P)
-    Odet = (torch.arange(T, dtype=scene.dtype, device=scene.device) * scene.thickstep)[:, None, None, None]
-    pos = tuple((Fdet * det.fdet[c] + Sdet * det.sdet[c] + Odet * det.odet[c] + det.pix0[c])
-                .reshape(T, os_ * os_, P) for c in range(3))
+    if T > 1:
+        Odet = (torch.arange(T, dtype=scene.dtype, device=scene.device) * scene.thickstep)[:, None, None, None]
+        pos = tuple((Fdet * det.fdet[c] + Sdet * det.sdet[c] + Odet * det.odet[c] + det.pix0[c])
+                    .reshape(T, os_ * os_, P) for c in range(3))
+    else:  # one layer: Odet = 0
+        pos = tuple((Fdet * det.fdet[c] + Sdet * det.sdet[c] + det.pix0[c])
+                    .reshape(T, os_ * os_, P) for c in range(3))
     if scene.cfg.detector.curved:
         # pixels on a sphere of radius `distance`: detector coordinates used as angles, as in C
         d = det.distance

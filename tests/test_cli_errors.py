@@ -14,6 +14,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from nanobragg_cli.io import atomic
+
 from nanobragg_cli import preflight
 from nanobragg_cli.cli import main
 from nanobragg_cli.errors import FlagError
@@ -404,9 +406,9 @@ def test_full_disk_device(workdir, capsys):
 
 
 def test_full_disk_while_writing_a_regular_file(workdir, capsys, monkeypatch):
-    def full(fd):
+    def full(fh, data):
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(os, "fsync", full)
+    monkeypatch.setattr(atomic, "_write_all", full)
     expect_error(["-nopgm", "-floatfile", "f.bin", "-intfile", "i.img", "-noisefile", "n.img",
                   "--png", "p.png", "--manifest", "run.json"], capsys, "f.bin",
                  "no space left on device")
