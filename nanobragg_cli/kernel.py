@@ -84,8 +84,9 @@ def subpixel_positions(scene: Scene, sp: Tensor, fp: Tensor) -> tuple:
 
 def pixel_geometry(scene: Scene, pix: Tensor) -> PixelGeometry:
     """Geometry of every layer and sub-pixel of the pixels ``pix`` (flat indices)."""
-    sp = torch.div(pix, scene.fpixels, rounding_mode="floor").to(scene.dtype)
-    fp = torch.remainder(pix, scene.fpixels).to(scene.dtype)
+    flat = pix.to(scene.dtype)  # exact below 2**53; float division is far cheaper than int64's
+    sp = torch.floor(flat / scene.fpixels)
+    fp = flat - sp * scene.fpixels
     det = scene.det
     x, y, z = subpixel_positions(scene, sp, fp)
     airpath = torch.sqrt(x * x + y * y + z * z)

@@ -14,11 +14,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from nanobragg_cli.io import atomic
-
 from nanobragg_cli import preflight
 from nanobragg_cli.cli import main
 from nanobragg_cli.errors import FlagError
+from nanobragg_cli.io import atomic
 from nanobragg_cli.io.smv import SMVHeader, smv_bytes
 
 REPO = Path(__file__).resolve().parent.parent
