@@ -4,15 +4,14 @@ text renderings of a comparison, and the human summary (see :mod:`nanobragg_cli.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-import hashlib
 import io
 import json
-import math
 import os
 from pathlib import Path
 import subprocess
 
 from .compare import CompareResult, render_table, summary_line
+from .records import json_safe, sha256_file
 
 
 def environment(tool) -> dict:
@@ -45,26 +44,6 @@ def git_sha() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown (git not available)\n"
     return sha.stdout.strip() + ("\nuncommitted changes to tracked files\n" if dirty else "\n")
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def json_safe(x):
-    """x with non-finite floats as the strings nan/inf/-inf (strict JSON)."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
-    if isinstance(x, dict):
-        return {k: json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [json_safe(v) for v in x]
-    return x
 
 
 def json_text(obj) -> str:
@@ -110,7 +89,7 @@ def summary_markdown(bundle: Path, res, tool, pixel, window, checks, metrics, ex
          f"- mode: **{'c-parity' if tool.c_parity else 'default'}** (dtype {tool.dtype}, device "
          f"{tool.device})",
          f"- traced pixel (slow, fast): {pixel[0]}, {pixel[1]}",
-         f"- rendered: " + (f"window slow {window[0]}..{window[1]}, fast {window[2]}..{window[3]}"
+         "- rendered: " + (f"window slow {window[0]}..{window[1]}, fast {window[2]}..{window[3]}"
                             if window else f"whole detector ({res.cfg.detector.spixels}x"
                                            f"{res.cfg.detector.fpixels})")
          + f" in {res.seconds:.1f} s",

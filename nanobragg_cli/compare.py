@@ -27,6 +27,7 @@ from typing import Callable
 
 import click
 
+from .records import json_safe
 from .tracefmt import (
     TraceInputError,
     TraceRecord,
@@ -508,16 +509,8 @@ def render_table(result: CompareResult, console=None, show_all: bool = False) ->
         console.print(Text(result.explanation), soft_wrap=True)
 
 
-def _json_num(v: float | None):
-    if v is None:
-        return None
-    if isinstance(v, float) and not math.isfinite(v):
-        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
-    return v
-
-
 def _json_values(values: list[float] | None):
-    return None if values is None else [_json_num(v) for v in values]
+    return None if values is None else json_safe(list(values))
 
 
 def to_json(result: CompareResult) -> dict:
@@ -540,10 +533,10 @@ def to_json(result: CompareResult) -> dict:
                 "occurrence": r.occurrence,
                 "c": r.c_text if r.c_text is not None else _json_values(r.c_values),
                 "py": r.py_text if r.py_text is not None else _json_values(r.py_values),
-                "abs_delta": _json_num(r.abs_delta),
-                "rel_delta": _json_num(r.rel_delta),
-                "scale": _json_num(r.scale),
-                "tolerance": _json_num(r.tolerance),
+                "abs_delta": json_safe(r.abs_delta),
+                "rel_delta": json_safe(r.rel_delta),
+                "scale": json_safe(r.scale),
+                "tolerance": json_safe(r.tolerance),
                 "ok": r.ok,
                 "status": r.status,
                 "c_line": r.c_line,

@@ -16,6 +16,7 @@ import platform
 import sys
 
 from . import __version__
+from .records import sha256_file
 
 MANIFEST_VERSION = 1
 
@@ -116,14 +117,6 @@ def units_record(cfg) -> dict:
 
 def sha256_bytes(data) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def file_record(flag: str, path: str, data=None) -> dict:

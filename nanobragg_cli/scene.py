@@ -18,7 +18,7 @@ from torch import Tensor
 
 from . import rng
 from .config import Config
-from .errors import FlagError, InputFileError, NanoBraggError
+from .errors import FlagError, NanoBraggError
 from .geometry.beam import SourceGrid, source_file_grid, source_grid
 from .geometry.crystal import (Lattice, carryover_sources, lattice, orientations, phi_angles,
                                reciprocal_from_cell)

@@ -24,7 +24,6 @@ import socket
 import struct
 import subprocess
 import sys
-import time
 
 ENV_SWITCH = "NANOBRAGG_SERVER"
 ENV_IDLE = "NANOBRAGG_SERVER_IDLE"

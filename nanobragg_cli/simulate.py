@@ -6,9 +6,7 @@ or Ctrl-C never leaves a partial image); ``main`` wires them to the console.
 """
 
 from dataclasses import dataclass, field
-import json
 import math
-import sys
 import time
 
 import numpy as np
@@ -225,14 +223,13 @@ def input_files(cfg: Config) -> list:
 def report_lines(res: SimulationResult) -> list:
     """The nanoBragg-style stdout report: setup echo and the summary lines a user reads."""
     cfg, scene, st = res.cfg, res.scene, res.stats
-    d, b, c, s, out = cfg.detector, cfg.beam, cfg.crystal, cfg.sampling, cfg.output
+    d, c, s, out = cfg.detector, cfg.crystal, cfg.sampling, cfg.output
     g = scene.det
     L = ["nanoBragg nanocrystal diffraction simulator (nanobragg_cli, PyTorch) "
          + ("--c-parity" if scene.c_parity else "default mode")]
     L.append(f"{d.convention} convention selected.")
     L.append("pivoting detector around " + ("sample" if d.pivot == "sample" else "direct beam spot"))
     L.extend(res.messages)
-    lat = scene.lattice
     L.append("  %d sources, %d mosaic domains, %d phi steps from %g to %g degrees, %dx%d pixel "
              "oversample steps" % (scene.n_src, scene.n_mos, s.phisteps, s.phi0 * RTD,
                                    (s.phi0 + s.osc) * RTD, scene.oversample, scene.oversample))

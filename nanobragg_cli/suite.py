@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 import json
-import math
 from pathlib import Path
 import time
 
 import click
 
 from .golden import IMAGE_ATOL_FRACTION, IMAGE_RTOL, TRACE_ATOL, TRACE_RTOL
+from .records import json_safe
 
 BYTE_FILES = (("int", "int.img"), ("noise", "noise.img"), ("pgm", "image.pgm"))
 
@@ -186,16 +186,8 @@ def _traces_cell(rep: CaseReport) -> str:
 
 
 def report_json(reports: list, **info) -> dict:
-    def clean(x):
-        if isinstance(x, float) and not math.isfinite(x):
-            return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [clean(v) for v in x]
-        return x
     passed = sum(r.ok for r in reports)
-    return clean(dict(info, passed=passed, failed=len(reports) - passed,
+    return json_safe(dict(info, passed=passed, failed=len(reports) - passed,
                       cases=[asdict(r) for r in reports]))
 
 

@@ -8,7 +8,7 @@ image.pgm byte for byte.
 import numpy as np
 import pytest
 
-from conftest import CASES, GOLDEN, cached_run, golden_case_names, needs_golden
+from conftest import CASES, cached_run, golden_case_names, needs_golden
 from nanobragg_cli.golden import compare_images
 
 IMAGE_CASES = golden_case_names(lambda c: c.has_image and "default_mode_reference_for" not in c.meta)

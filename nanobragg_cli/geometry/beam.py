@@ -7,7 +7,6 @@ ignored, as in C).
 """
 
 from dataclasses import dataclass
-import math
 
 import numpy as np
 import torch

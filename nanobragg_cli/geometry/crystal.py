@@ -8,7 +8,6 @@ with the C program to rounding. Everything is a differentiable function of the c
 """
 
 from dataclasses import dataclass
-import math
 
 import torch
 from torch import Tensor
