@@ -20,11 +20,11 @@ $(VENV)/.installed: pyproject.toml
 
 demo: venv
 	@mkdir -p $(OUT)/demo
-	cd $(OUT)/demo && ../../$(NB) -cell 100 100 100 90 90 90 -default_F 100 -N 5 \
-	  -lambda 1 -distance 100 -detpixels 256 -pixel 0.1 -mosaic 0.2 -mosaic_domains 5 \
-	  -floatfile demo.bin -intfile demo.img -pgmfile demo.pgm -noisefile demo_noise.img -seed 1 \
-	  -noprogress --png demo.png
-	@echo "demo images written to $(OUT)/demo/: demo.bin (float32), demo.img (SMV), demo_noise.img, demo.pgm, demo.png"
+	cd $(OUT)/demo && ../../$(NB) -cell 79.1 79.1 38.4 90 90 90 -misset 10 20 30 -default_F 100 \
+	  -N 20 -mosaic 0.2 -mosaic_domains 4 -lambda 1 -distance 200 -detpixels 512 -pixel 0.1 \
+	  -osc 0.5 -phisteps 4 -seed 1 -floatfile demo.bin -intfile demo.img -noisefile demo_noise.img \
+	  -nopgm --png demo.png
+	@echo "demo images written to $(OUT)/demo/: demo.bin (float32), demo.img and demo_noise.img (SMV), demo.png"
 
 test: venv
 	$(PY) -m pytest

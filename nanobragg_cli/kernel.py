@@ -118,7 +118,7 @@ def scattering_vectors(scene: Scene, diffracted: tuple) -> tuple:
 def polarization(scene: Scene, diffracted: tuple) -> Tensor:
     """(T, SS, S, P) Kahn polarization factor of every sub-pixel for every source."""
     incident = -scene.source_dirs
-    if not scene.kahn.requires_grad and float(scene.kahn) == 0.0:
+    if scene.unpolarized:
         cos2t = sum(d[:, :, None, :] * incident[:, c, None] for c, d in enumerate(diffracted))
         return 0.5 * (1.0 + cos2t * cos2t)
     d = torch.stack(diffracted, dim=-1)[:, :, None, :, :]                # (T, SS, 1, P, 3)

@@ -95,6 +95,7 @@ class Scene:
     shape: str
     fudge: float
     kahn: Tensor
+    unpolarized: bool              # Kahn factor exactly 0 and not a differentiable parameter
     nopolar: bool
     polar_vector: Tensor
     fluence: Tensor
@@ -344,7 +345,9 @@ def build_scene(cfg: Config, *, c_parity: bool = False, dtype=torch.float64, dev
         source_dirs=sources.directions, source_lambda=sources.wavelengths(lam0), sources=sources,
         lattice=lat, N=N, N_values=N_values, phis=phis, orient=orient,
         orient_first=orient_first, umats=umats, sf=sf, interpolate=interpolate, shape=c.shape,
-        fudge=c.fudge, kahn=_t(params.polarization, dtype, device), nopolar=b.nopolar,
+        fudge=c.fudge, kahn=_t(params.polarization, dtype, device),
+        unpolarized=not isinstance(params.polarization, Tensor) and params.polarization == 0.0,
+        nopolar=b.nopolar,
         polar_vector=vec(d.polar_vector), fluence=fluence, steps=steps, I_bg=I_bg,
         water_molecules=molecules, dmin=s.dmin, roi=d.roi, mask=d.mask, params=params,
         recommended_oversample=recommended, hkl_count=sf.count)
