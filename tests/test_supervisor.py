@@ -138,7 +138,6 @@ def test_default_mode_matches_nanobragg_forced_to_rotate_at_phi0(default_bundle)
 
 
 @needs_golden
-@pytest.mark.slow
 def test_c_parity_whole_supervisor_image_matches_nanobragg(tmp_path):
     res, bundle = _run(["--c-parity", "--out", tmp_path, "--c-trace", SUP / TRACE,
                         "--c-image", SUP / "float_full.npz", "--", *_argv(SUP, False)], tmp_path)
