@@ -39,14 +39,6 @@ class Flag:
         return token in self.names or any(token.startswith(p) for p in self.prefixes)
 
 
-def _f(o, name, vals, i=0, **kw):
-    return parse_float(name, vals[i], **kw)
-
-
-def _i(o, name, vals, i=0):
-    return parse_int(name, vals[i])
-
-
 def _vec(name, vals):
     return tuple(parse_float(name, v) for v in vals[:3])
 

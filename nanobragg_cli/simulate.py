@@ -5,7 +5,7 @@ and computes every output in memory; ``write_outputs`` writes the files atomical
 or Ctrl-C never leaves a partial image); ``main`` wires them to the console.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 import math
 import time
 
@@ -34,7 +34,6 @@ class ToolOptions:
     hdf5: str | None = None
     png: str | None = None
     png_scale: str = "log"
-    extra: dict = field(default_factory=dict)
 
 
 def _parse_size(flag, text):
@@ -204,20 +203,6 @@ def output_files(res: SimulationResult) -> list:
     if out.calculate_noise:
         files.append((out.noisefile, noise_bytes(res.scene, res.noise)))
     return files
-
-
-def check_output_paths(cfg: Config, inputs: list) -> None:
-    """Refuse to overwrite an input file with an output (before any work is done).
-    ``inputs``: paths, or (flag, path) pairs (see :mod:`nanobragg_cli.preflight`)."""
-    from .preflight import check_outputs, planned_outputs
-    pairs = [p if isinstance(p, tuple) else ("input", p) for p in inputs if p]
-    check_outputs(planned_outputs(cfg), pairs)
-
-
-def input_files(cfg: Config) -> list:
-    """Paths of every file the run reads (see :func:`nanobragg_cli.preflight.input_files`)."""
-    from .preflight import input_files as pairs
-    return [path for _, path in pairs(cfg)]
 
 
 def report_lines(res: SimulationResult) -> list:
