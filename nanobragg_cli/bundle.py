@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 import subprocess
 
-from .compare import CompareResult, render_table, summary_line
+from .compare import CompareResult
+from .compare_report import render_table, summary_line
 from .records import json_safe, sha256_file
 
 

@@ -11,7 +11,7 @@ the vector's scale). Integer keys (``hkl_rounded``, ``steps``, ``oversample_*``,
 ``PHI.phi_tic``, ``SOURCE2.source_index``, ...) must match exactly. Text values must be equal.
 
 When the first divergence matches a known nanoBragg.c quirk, an explanation is attached; the
-detectors live in :data:`QUIRK_DETECTORS` (add one function to add an explainer).
+detectors live in :mod:`nanobragg_cli.quirks`. Renderers are in :mod:`nanobragg_cli.compare_report`.
 
 No torch import here: ``nanobragg compare`` must start fast.
 """
@@ -23,11 +23,10 @@ import math
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Callable
 
 import click
 
-from .records import json_safe
+from .quirks import QUIRK_DETECTORS, QuirkContext
 from .tracefmt import (
     TraceInputError,
     TraceRecord,
@@ -39,14 +38,9 @@ from .tracefmt import (
 __all__ = [
     "CompareRow",
     "CompareResult",
-    "QuirkContext",
-    "QUIRK_DETECTORS",
     "TraceInputError",
     "compare_records",
     "compare_traces",
-    "render_table",
-    "to_json",
-    "to_markdown",
     "compare_command",
 ]
 
@@ -258,331 +252,6 @@ def compare_traces(c_text_or_path: str | os.PathLike, py_text_or_path: str | os.
 
 
 # ---------------------------------------------------------------------------------------------
-# quirk explainers
-
-
-@dataclass
-class QuirkContext:
-    """What a quirk detector may look at: the result (with its first divergent row) and the
-    parsed records of both sides."""
-
-    result: CompareResult
-    c_records: list[TraceRecord]
-    py_records: list[TraceRecord]
-
-    @property
-    def row(self) -> CompareRow:
-        row = self.result.first_row
-        assert row is not None
-        return row
-
-
-#: Keys whose values depend on the crystal orientation at φ (and hence on the carryover).
-PHI_DEPENDENT_KEYS = frozenset(
-    {
-        "rot_a_angstroms", "rot_b_angstroms", "rot_c_angstroms",
-        "hkl_frac", "hkl_rounded",
-        "F_latt_a", "F_latt_b", "F_latt_c", "F_latt", "F_cell",
-        "I_before_scaling", "I_pixel_final", "floatimage_accumulated",
-        "SOURCE2.F_cell", "SOURCE2.F_latt", "SOURCE2.F_cell_squared", "SOURCE2.F_latt_squared",
-        "SOURCE2.I_contribution",
-        "TAP5.I_before_scaling", "TAP5.I_pixel_final",
-        "TAP5_HKL.hkl_frac", "TAP5_HKL.h0", "TAP5_HKL.k0", "TAP5_HKL.l0", "TAP5_HKL.F_cell",
-        "TAP5_HKL.out_of_bounds",
-    }
-)
-
-
-def _phi_blocks(records: list[TraceRecord]) -> list[list[dict[str, float]]]:
-    """The ``PHI.*`` records regrouped into φ lines, and the lines into blocks (one block per
-    sub-pixel/layer: a new block starts when phi_tic does not increase)."""
-    lines: list[dict[str, float]] = []
-    current: dict[str, float] = {}
-    last_line = None
-    for r in records:
-        if not r.key.startswith("PHI.") or not r.values:
-            continue
-        if r.line_no != last_line:
-            if current:
-                lines.append(current)
-            current, last_line = {}, r.line_no
-        current[r.key[4:]] = r.values[0]
-    if current:
-        lines.append(current)
-    blocks: list[list[dict[str, float]]] = []
-    for ln in lines:
-        tic = ln.get("phi_tic")
-        if tic is None:
-            continue
-        if not blocks or tic <= blocks[-1][-1]["phi_tic"]:
-            blocks.append([])
-        blocks[-1].append(ln)
-    return blocks
-
-
-def _carryover_evidence(records: list[TraceRecord]) -> dict | None:
-    """First φ line at phi_deg == 0 whose k_frac and F_latt equal, bit for bit, those of the
-    step it reuses (the block's last phi_tic for phi_tic 0, else the previous step), in a block
-    of more than one φ step; ``None`` if the trace shows no such line."""
-    for block in _phi_blocks(records):
-        if len(block) < 2:
-            continue
-        for pos, ln in enumerate(block):
-            if ln.get("phi_deg") != 0.0 or "k_frac" not in ln or "F_latt" not in ln:
-                continue
-            other = block[-1] if pos == 0 else block[pos - 1]
-            if other is ln:
-                continue
-            if ln["k_frac"] == other.get("k_frac") and ln["F_latt"] == other.get("F_latt"):
-                return {"line": ln, "reused": other, "steps": len(block)}
-    return None
-
-
-def _fmt_tic(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() else repr(v)
-
-
-def quirk_phi0_carryover(ctx: QuirkContext) -> str | None:
-    """nanoBragg.c's φ=0 carryover (nanoBragg_c.md §5.1)."""
-    if not (ctx.row.key in PHI_DEPENDENT_KEYS or ctx.row.key.startswith("PHI.")):
-        return None
-    ev = _carryover_evidence(ctx.c_records)
-    if ev is None:
-        return None
-    ln, other = ev["line"], ev["reused"]
-    return (
-        f"Known nanoBragg.c quirk (phi=0 carryover, nanoBragg_c.md section 5.1): the C trace "
-        f"shows TRACE_C_PHI phi_tic={_fmt_tic(ln['phi_tic'])} at phi_deg=0 with k_frac and "
-        f"F_latt bit-for-bit equal to phi_tic={_fmt_tic(other['phi_tic'])} "
-        f"(k_frac={ln['k_frac']:.15g}, F_latt={ln['F_latt']:.15g}; {ev['steps']} phi steps). "
-        f"nanoBragg.c skips the rotation when phi is exactly 0.0 and reuses the crystal "
-        f"orientation of the previous phi step it computed, so the divergence at "
-        f"'{ctx.row.key}' is expected in the default (physically correct) mode. Rerun the "
-        f"Python side with --c-parity to reproduce it (or run C with -phi 1e-30 for a "
-        f"reference without it)."
-    )
-
-
-def quirk_scattering_vec_units(ctx: QuirkContext) -> str | None:
-    """``scattering_vec_A_inv`` is printed in m⁻¹ by nanoBragg.c despite its label."""
-    row = ctx.row
-    if row.key != "scattering_vec_A_inv" or not row.c_values or not row.py_values:
-        return None
-    if len(row.c_values) != len(row.py_values):
-        return None
-    big = max(range(len(row.c_values)), key=lambda i: abs(row.c_values[i]))
-    c, p = row.c_values[big], row.py_values[big]
-    if p == 0 or not math.isfinite(c / p):
-        return None
-    if abs(c / p / 1e10 - 1.0) < 1e-6:
-        return ("Known nanoBragg.c quirk: TRACE_C scattering_vec_A_inv is labelled in 1/Angstrom "
-                "but printed in 1/m (e.g. 7.25e7 = 0.725 1/A); the Python trace prints 1/A, so "
-                "its values are 1e10 times smaller. The trace contract requires printing what "
-                "C prints (1/m) under this key.")
-    return None
-
-
-#: Detector functions tried in order on a divergence; each returns an explanation or None.
-QUIRK_DETECTORS: list[Callable[[QuirkContext], str | None]] = [
-    quirk_phi0_carryover,
-    quirk_scattering_vec_units,
-]
-
-
-# ---------------------------------------------------------------------------------------------
-# rendering
-
-
-def _g(v: float) -> str:
-    return "%.15g" % v
-
-
-def _values_text(values: list[float] | None, text: str | None, integer: bool) -> str:
-    if text is not None:
-        return text
-    if values is None:
-        return "(missing)"
-    if not values:
-        return "(no value)"
-    if integer:
-        return " ".join(str(int(v)) if math.isfinite(v) and v.is_integer() else _g(v)
-                        for v in values)
-    return " ".join(_g(v) for v in values)
-
-
-def _delta_text(v: float | None) -> str:
-    return "-" if v is None else "%.3g" % v
-
-
-def _row_cells(row: CompareRow) -> list[str]:
-    return [
-        row.key,
-        str(row.occurrence),
-        _values_text(row.c_values, row.c_text, row.integer),
-        _values_text(row.py_values, row.py_text, row.integer),
-        _delta_text(row.abs_delta),
-        _delta_text(row.rel_delta),
-        "ok" if row.ok else {MISMATCH: "FAIL", LENGTH: "FAIL (count)", MISSING_PY: "missing in Py",
-                             MISSING_C: "missing in C"}.get(row.status, "FAIL"),
-    ]
-
-
-def summary_line(result: CompareResult) -> str:
-    c = result.counts
-    parts = [f"{c['rows']} records: {c[OK]} ok"]
-    if c[MISMATCH]:
-        parts.append(f"{c[MISMATCH]} out of tolerance")
-    if c[LENGTH]:
-        parts.append(f"{c[LENGTH]} with a different count of numbers")
-    if c[MISSING_PY]:
-        parts.append(f"{c[MISSING_PY]} missing in Py")
-    if c[MISSING_C]:
-        parts.append(f"{c[MISSING_C]} missing in C")
-    return ", ".join(parts) + f" (rtol={result.rtol:g}, atol={result.atol:g})"
-
-
-def _shown_rows(result: CompareResult, show_all: bool) -> list[CompareRow]:
-    if show_all or result.first_divergence_index is None:
-        return result.rows
-    return result.rows[: result.first_divergence_index + 1]
-
-
-#: Above this many rows the table is printed as plain aligned text (one line per record):
-#: rich's layout costs about 1 ms a row, too slow for traces with thousands of records.
-RICH_TABLE_MAX_ROWS = 400
-
-_HEADERS = ("key", "#", "C", "Py", "|Δ|", "rel Δ", "ok")
-_RIGHT = {1, 4, 5}
-
-
-def _plain_table(rows: list[CompareRow]) -> str:
-    cells = [list(_HEADERS)] + [_row_cells(r) for r in rows]
-    widths = [max(len(c[k]) for c in cells) for k in range(len(_HEADERS))]
-
-    def fmt(c: list[str]) -> str:
-        return "  ".join(c[k].rjust(widths[k]) if k in _RIGHT else c[k].ljust(widths[k])
-                         for k in range(len(c))).rstrip()
-
-    lines = [fmt(cells[0]), "  ".join("-" * w for w in widths)]
-    lines += [fmt(c) for c in cells[1:]]
-    return "\n".join(lines)
-
-
-def render_table(result: CompareResult, console=None, show_all: bool = False) -> None:
-    """Print the comparison as a rich table, then the summary and any explanation.
-
-    By default the rows up to and including the first divergence are shown (all rows when
-    there is none); ``show_all`` shows every row. Tables longer than
-    :data:`RICH_TABLE_MAX_ROWS` are printed as plain aligned text, one line per record. The
-    ``first_divergence=`` line is *not* printed here (the command prints it last).
-    """
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    if console is None:
-        console = Console(highlight=False)
-    rows = _shown_rows(result, show_all)
-    title = f"C: {result.c_name}   Py: {result.py_name}"
-    if len(rows) > RICH_TABLE_MAX_ROWS:
-        console.print(Text(title), soft_wrap=True)
-        console.print(Text(_plain_table(rows)), soft_wrap=True)
-    else:
-        table = Table(title=title, title_justify="left")
-        for k, name in enumerate(_HEADERS):
-            table.add_column(name, justify="right" if k in _RIGHT else "left", overflow="fold")
-        for row in rows:
-            style = None if row.ok else "bold red"
-            table.add_row(*(Text(cell) for cell in _row_cells(row)), style=style)
-        console.print(table)
-    hidden = len(result.rows) - len(rows)
-    if hidden:
-        console.print(Text(f"({hidden} further records not shown; use --all to show them)"))
-    console.print(Text(summary_line(result)), soft_wrap=True)
-    if result.first_row is not None:
-        r = result.first_row
-        where = f"C line {r.c_line}" if r.c_line else "not in C"
-        where += f", Py line {r.py_line}" if r.py_line else ", not in Py"
-        console.print(Text(f"first divergence: {r.key} (occurrence {r.occurrence}; {where})"),
-                      soft_wrap=True)
-    if result.explanation:
-        console.print(Text(result.explanation), soft_wrap=True)
-
-
-def _json_values(values: list[float] | None):
-    return None if values is None else json_safe(list(values))
-
-
-def to_json(result: CompareResult) -> dict:
-    """The result as a JSON-ready dict (non-finite numbers as the strings nan/inf/-inf)."""
-    first = result.first_row
-    return {
-        "c_trace": result.c_name,
-        "py_trace": result.py_name,
-        "rtol": result.rtol,
-        "atol": result.atol,
-        "first_divergence": result.first_divergence,
-        "first_divergence_occurrence": first.occurrence if first else None,
-        "first_divergence_row": result.first_divergence_index,
-        "explanation": result.explanation,
-        "quirks": list(result.quirks),
-        "counts": dict(result.counts),
-        "rows": [
-            {
-                "key": r.key,
-                "occurrence": r.occurrence,
-                "c": r.c_text if r.c_text is not None else _json_values(r.c_values),
-                "py": r.py_text if r.py_text is not None else _json_values(r.py_values),
-                "abs_delta": json_safe(r.abs_delta),
-                "rel_delta": json_safe(r.rel_delta),
-                "scale": json_safe(r.scale),
-                "tolerance": json_safe(r.tolerance),
-                "ok": r.ok,
-                "status": r.status,
-                "c_line": r.c_line,
-                "py_line": r.py_line,
-            }
-            for r in result.rows
-        ],
-    }
-
-
-def _md_cell(s: str) -> str:
-    return s.replace("|", "\\|").replace("\n", " ")
-
-
-def to_markdown(result: CompareResult, show_all: bool = True) -> str:
-    """The result as a Markdown report: header, summary, explanation, table of rows (all rows
-    by default; ``show_all=False`` stops at the first divergence)."""
-    lines = [
-        "# Trace comparison",
-        "",
-        f"- C trace: `{result.c_name}`",
-        f"- Py trace: `{result.py_name}`",
-        f"- tolerance: atol + rtol × scale, rtol = {result.rtol:g}, atol = {result.atol:g} "
-        "(scale = largest |C value| of the key)",
-        f"- {summary_line(result)}",
-        f"- first divergence: `{result.first_divergence}`"
-        + (f" (occurrence {result.first_row.occurrence})" if result.first_row else ""),
-        "",
-    ]
-    if result.explanation:
-        lines += ["## Explanation", ""] + [f"> {t}" for t in result.explanation.splitlines()]
-        lines.append("")
-    rows = _shown_rows(result, show_all)
-    lines += ["## Records", "", "| key | # | C | Py | abs Δ | rel Δ | ok |",
-              "|---|---:|---|---|---:|---:|---|"]
-    for row in rows:
-        cells = _row_cells(row)
-        if not row.ok:
-            cells[0] = f"**{cells[0]}**"
-        lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
-    lines.append("")
-    lines.append(f"first_divergence={result.first_divergence}")
-    return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------------------------------------
 # command
 
 
@@ -614,6 +283,8 @@ def compare_command(ctx, c_trace, py_trace, rtol, atol, json_path, md_path, show
     from pathlib import Path
 
     from rich.console import Console
+
+    from .compare_report import render_table, to_json, to_markdown
 
     if not (rtol >= 0 and atol >= 0):
         _fail_input(ctx, "--rtol and --atol must be non-negative numbers")

@@ -41,8 +41,8 @@ import click
 
 from .bundle import (compare_text, environment, git_sha, json_text, summary_markdown,
                      timestamp_dir, write_checksums)
-from .compare import (DEFAULT_ATOL, DEFAULT_RTOL, CompareResult, compare_records, summary_line,
-                      to_json, to_markdown)
+from .compare import DEFAULT_ATOL, DEFAULT_RTOL, CompareResult, compare_records
+from .compare_report import summary_line, to_json, to_markdown
 from .errors import NanoBraggError
 from .golden import IMAGE_ATOL_FRACTION, IMAGE_RTOL
 from .tracefmt import TraceInputError, load_trace, read_trace_text

@@ -22,13 +22,9 @@ if str(REPO) not in sys.path:  # the package may not be installed in the venv
 
 from click.testing import CliRunner  # noqa: E402
 
-from nanobragg_cli.compare import (  # noqa: E402
-    QUIRK_DETECTORS,
-    compare_command,
-    compare_traces,
-    to_json,
-    to_markdown,
-)
+from nanobragg_cli.compare import compare_command, compare_traces  # noqa: E402
+from nanobragg_cli.compare_report import to_json, to_markdown  # noqa: E402
+from nanobragg_cli.quirks import QUIRK_DETECTORS  # noqa: E402
 from nanobragg_cli.tracefmt import TraceInputError, load_trace, parse_trace  # noqa: E402
 
 GOLDEN = Path(os.environ.get("NB_GOLDEN_DIR", REPO.parent / "shared" / "golden"))
@@ -385,7 +381,7 @@ def test_default_table_stops_at_first_divergence_and_all_shows_everything(golden
 
 
 def test_long_tables_print_one_line_per_record(golden, tmp_path, monkeypatch):
-    import nanobragg_cli.compare as compare_mod
+    import nanobragg_cli.compare_report as compare_mod
 
     monkeypatch.setattr(compare_mod, "RICH_TABLE_MAX_ROWS", 10)
     case = "cubic_basic/trace_65_65.log"
