@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import GOLDEN, needs_golden
-from nanobragg_cli import bench
+from nanobragg_cli import bench, bench_report
 from nanobragg_cli.bench_profile import parse_importtime, phase_times
 from nanobragg_cli.cli import main
 
@@ -89,15 +89,15 @@ def test_recorded_c_figures_are_labelled_when_no_binary():
     res = bench.RunnerResult(command=["x"], runs=[bench.RunResult(1.26, 400.0, 0)])
     b1 = bench.Benchmark("B1", "t", ("-N", "5"))
     settings = {"threads": 2, "repeats": 1, "device": "cpu", "extra": [], "rss_method": "m"}
-    report = bench.build_report(settings, {}, [(b1, work, {"results": {"py-float64": res}})])
+    report = bench_report.build_report(settings, {}, [(b1, work, {"results": {"py-float64": res}})])
     (b,) = report["benchmarks"]
     assert b["c_recorded"]["wall_s"] == 0.63 and b["ratio_basis"] == "c_recorded"
     assert b["ratios"]["py-float64/c"] == pytest.approx(2.0)
-    md = bench.to_markdown(report)
+    md = bench_report.to_markdown(report)
     assert "| B1 | nanoBragg.c † | 0.63 |" in md
     assert "recorded elsewhere" in md and "not this run" in md
     settings["threads"] = 3                            # nothing recorded at 3 threads
-    report = bench.build_report(settings, {}, [(b1, work, {"results": {"py-float64": res}})])
+    report = bench_report.build_report(settings, {}, [(b1, work, {"results": {"py-float64": res}})])
     assert report["benchmarks"][0]["c_recorded"] is None
     assert report["benchmarks"][0]["ratios"]["py-float64/c"] is None
 
