@@ -469,6 +469,9 @@ def resolve(raw: RawOptions) -> Config:
         if not (0 <= ts < spixels and 0 <= tf < fpixels):
             raise FlagError(f"-trace_pixel: pixel (slow {ts}, fast {tf}) is outside the "
                             f"{fpixels}x{spixels} detector")
+    if o.printout and o.printout_pixel is None:
+        o.warn("-printout prints every pixel's values in nanoBragg.c; that is not reproduced here: "
+               "use -printout_pixel F S for one pixel, or -trace_pixel S F for its full trace")
     output = OutputConfig(
         floatfile=o.floatfile, intfile=o.intfile, pgmfile=o.pgmfile, noisefile=o.noisefile,
         write_pgm=o.write_pgm, calculate_noise=o.calculate_noise,

@@ -512,9 +512,11 @@ FLAGS: tuple = (
     # ---- Trace ----
     Flag(("-trace_pixel", "-dump_pixel"), 2, "Trace", "slow fast", "none",
          "print TRACE_PY lines for one pixel", _trace_pixel),
-    Flag(("-printout",), 0, "Trace", "", "off", "print pixel values (all pixels)",
+    Flag(("-printout",), 0, "Trace", "", "off",
+         "print every pixel's values (not reproduced: a warning; see -printout_pixel)",
          _true("printout")),
-    Flag(("-printout_pixel",), 2, "Trace", "fast slow", "none", "print one pixel's values",
+    Flag(("-printout_pixel",), 2, "Trace", "fast slow", "none",
+         "print one pixel's values as nanoBragg.c does",
          _printout_pixel),
     Flag(("-progress",), 0, "Trace", "", "on", "progress meter", _progress(True)),
     Flag(("-noprogress",), 0, "Trace", "", "", "no progress meter", _progress(False)),

@@ -132,6 +132,7 @@ class SimulationResult:
     trace_lines: list
     trace_record: dict | None
     traces: dict
+    printout: list
     messages: list
     rendered: np.ndarray
     omega_sum: float
@@ -151,7 +152,7 @@ def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
     from .render import (BYTES_PER_EVAL, BYTES_PER_EVAL_INTERP, DEFAULT_MAX_MEMORY, render,
                          rendered_pixels)
     from .scene import build_scene
-    from .trace import trace_records
+    from .trace import printout_lines, trace_records
 
     t0 = time.perf_counter()
     if tool.threads:
@@ -169,6 +170,8 @@ def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
     wanted = list(extra_trace_pixels)
     if out.trace_pixel is not None:
         wanted.append(tuple(out.trace_pixel))
+    if out.printout_pixel is not None:  # given fast, slow
+        wanted.append((out.printout_pixel[1], out.printout_pixel[0]))
     result = render(scene, max_memory=tool.max_memory or DEFAULT_MAX_MEMORY,
                     trace_pixels=wanted, window=window, progress=progress)
     image = result.image.detach().to("cpu").to(torch.float32).numpy()
@@ -181,6 +184,11 @@ def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
     if out.calculate_noise:
         noise, photons, overloads = random.noise_image(image, out.seed, out.adc, scene.roi)
     traces = {px: trace_records(scene, cap) for px, cap in result.traces.items()}
+    printout = []
+    if out.printout_pixel is not None:
+        px = (out.printout_pixel[1], out.printout_pixel[0])
+        if px in result.traces:
+            printout = printout_lines(scene, result.traces[px], px)
     lines, record = [], None
     if out.trace_pixel is not None and tuple(out.trace_pixel) in traces:
         lines, record = traces[tuple(out.trace_pixel)]
@@ -188,6 +196,7 @@ def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
         cfg=cfg, scene=scene, image=image, image_tensor=result.image, stats=stats,
         intfile_scale=iscale, pgm_scale=pscale, noise=noise, noise_photons=photons,
         overloads=overloads, trace_lines=lines, trace_record=record, traces=traces,
+        printout=printout,
         messages=messages,
         rendered=rendered, omega_sum=result.omega_sum, seconds=time.perf_counter() - t0)
 
@@ -230,6 +239,7 @@ def report_lines(res: SimulationResult) -> list:
     L.append("  Fclose=%g Sclose=%g" % (float(g.Fclose), float(g.Sclose)))
     if out.calculate_noise:
         L.append("  seed: %d" % out.seed)
+    L.extend(res.printout)
     L.append("")
     L.append("solid angle subtended by detector = %g steradian ( %g%% sphere)" % (
         res.omega_sum / scene.steps, 100 * res.omega_sum / scene.steps / 4 / math.pi))

@@ -141,3 +141,38 @@ def format_lines(lines: list, prefix: str = "TRACE_PY") -> list:
         else:
             out.append(f"{prefix}: {key} {text}")
     return out
+
+
+def printout_lines(scene, cap: dict, pixel: tuple) -> list:
+    """nanoBragg.c's ``-printout_pixel F S`` block for one pixel: the values its variables hold
+    after the pixel's last evaluation (last layer, sub-pixel, source, φ step and mosaic domain).
+
+    pixel: (slow, fast). Formats as nanoBragg.c prints them (``%g``, ``%f``, ``%15.10g``).
+    """
+    to_np = lambda t: t.detach().cpu().double().numpy()  # noqa: E731
+    pos = to_np(cap["pos"])[-1, -1]
+    scat = to_np(cap["scat"])[-1, -1, -1]
+    h = to_np(cap["h"])[-1, -1, -1, -1, -1]
+    h0 = to_np(cap["h0"])[-1, -1, -1, -1, -1]
+    F_latt = float(to_np(cap["F_latt"])[-1, -1, -1, -1, -1])
+    F_cell = float(to_np(cap["F_cell"])[-1, -1, -1, -1, -1])
+    rot = to_np(cap["orient"])[-1, -1] * 1e10
+    stol = 0.5 * float(np.sqrt((scat * scat).sum()))
+    twotheta = math.atan2(math.sqrt(pos[1] ** 2 + pos[2] ** 2), pos[0])
+    stol_nominal = math.sin(twotheta / 2.0) / (scene.cfg.beam.lambda0 * 1e10)
+    I = float(cap["I"])
+    s, f = pixel
+    lines = ["%4d %4d : stol = %g or %g" % (f, s, stol, stol_nominal),
+             "at %g %g %g" % tuple(pos),
+             "hkl= %f %f %f  hkl0= %d %d %d" % (*h, *(int(x) for x in h0)),
+             " F_cell=%g  F_latt=%g   I = %g" % (F_cell, F_latt, I),
+             "I/steps %15.10g" % (I / scene.steps),
+             "polar   %15.10g" % float(cap["polar_final"]),
+             "omega   %15.10g" % float(cap["omega_final"]),
+             "capfrac %15.10g" % float(cap["capture_fraction"]),
+             "pixel   %15.10g" % float(np.float32(float(cap["value"]))),
+             "real-space cell vectors (Angstrom):",
+             "     %-10s  %-10s  %-10s" % ("a", "b", "c")]
+    for axis, name in enumerate("XYZ"):
+        lines.append("%s: %11.8f %11.8f %11.8f" % (name, rot[0][axis], rot[1][axis], rot[2][axis]))
+    return lines
