@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from .scene import R_E_SQR
+from .tracefmt import is_integer_key
 
 RTD = 180.0 / math.pi
 PREFIX = "TRACE_PY:"
@@ -124,10 +125,17 @@ def trace_records(scene, cap: dict) -> tuple:
     ]
     for key, text in final:
         emit(key, text)
-    record = {"lines": [{"namespace": ns, "key": k, "values": t} for ns, k, t in lines],
+    record = {"lines": [{"namespace": ns, "key": k, "values": _numbers(k, t)}
+                        for ns, k, t in lines if ns != "PHI"],
               "per_phi": per_phi,
-              "final": {k: float(t) for k, t in final}}
+              "final": {k: _numbers(k, t)[0] for k, t in final}}
     return lines, record
+
+
+def _numbers(key: str, text: str) -> list:
+    """The numbers of a trace line's value text (ints for the integer keys, e.g. hkl_rounded)."""
+    convert = int if is_integer_key(key) else float
+    return [convert(v) for v in text.split()]
 
 
 def format_lines(lines: list, prefix: str = "TRACE_PY") -> list:

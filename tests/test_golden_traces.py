@@ -30,3 +30,22 @@ def test_c_parity_trace_has_no_divergence(name):
 @pytest.mark.parametrize("name", SPEC_CASES)
 def test_default_mode_trace_matches_nanobragg_forced_to_rotate(name):
     _check(CASES[name], cached_run(name, default_mode=True))
+
+
+@needs_golden
+@pytest.mark.parametrize("name", golden_case_names(lambda c: c.name in ("phi_from0", "mosaic_phi",
+                                                                        "divergence")))
+def test_trace_json_record_holds_nanobraggs_values(name):
+    """The --trace-json record: per-φ entries and final values equal nanoBragg.c's trace lines."""
+    from nanobragg_cli.tracefmt import load_trace
+
+    case = CASES[name]
+    px = case.trace_pixels[0]
+    _, record = cached_run(name, c_parity=True).result.traces[px]
+    c_records, _ = load_trace(case.trace_log(px), prefer="C")
+    c_phi = [r.values[0] for r in c_records if r.key == "PHI.k_frac"]
+    assert [e["k_frac"] for e in record["per_phi"]] == pytest.approx(c_phi, rel=1e-9, abs=1e-12)
+    c_final = {r.key: r.values[0] for r in c_records}
+    for key in ("I_before_scaling", "steps", "polar", "omega_pixel", "I_pixel_final"):
+        assert record["final"][key] == pytest.approx(c_final[key], rel=1e-9)
+    assert isinstance(record["final"]["steps"], int)
