@@ -5,7 +5,7 @@ PY      = $(VENV)/bin/python
 NB      = $(VENV)/bin/nanobragg
 OUT    ?= out
 
-.PHONY: venv demo test test-all bench supervisor clean
+.PHONY: venv demo test test-all bench bench-warm supervisor clean
 
 venv: $(VENV)/.installed
 
@@ -41,6 +41,11 @@ BENCH_ARGS ?=
 bench: venv
 	@mkdir -p $(OUT)
 	$(NB) bench --markdown --json $(OUT)/bench.json $(BENCH_ARGS)
+
+# The same set through the warm-start server (NANOBRAGG_SERVER=1): what repeated calls cost.
+bench-warm: venv
+	@mkdir -p $(OUT)
+	$(NB) bench --server --markdown --json $(OUT)/bench_warm.json $(BENCH_ARGS)
 
 # The supervisor command of the golden corpus (2463x2527 pixels, -phi 0 with 10 phi steps), run
 # from the corpus folder in both modes; each run writes a parity bundle:
