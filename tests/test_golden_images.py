@@ -15,13 +15,16 @@ IMAGE_CASES = golden_case_names(lambda c: c.has_image and "default_mode_referenc
 SPEC_CASES = golden_case_names(lambda c: c.has_image and "default_mode_reference_for" in c.meta)
 
 
+def _assert_matches_reference(name, run):
+    """float.bin of the case at rtol 1e-5, atol 1e-7 x image max."""
+    m = compare_images(run.image, CASES[name].reference_image())
+    assert m.ok, f"{name}: {m.n_bad} pixels over tolerance, worst {m.worst:.3g}x tolerance"
+
+
 @needs_golden
 @pytest.mark.parametrize("name", IMAGE_CASES)
 def test_c_parity_image_matches_nanobragg(name):
-    case = CASES[name]
-    run = cached_run(name, c_parity=True)
-    m = compare_images(run.image, case.reference_image())
-    assert m.ok, f"{name}: {m.n_bad} pixels over tolerance, worst {m.worst:.3g}x tolerance"
+    _assert_matches_reference(name, cached_run(name, c_parity=True))
 
 
 @needs_golden
@@ -50,10 +53,7 @@ def test_pgm_image_is_byte_identical(name):
 @pytest.mark.parametrize("name", SPEC_CASES)
 def test_default_mode_matches_nanobragg_forced_to_rotate_at_phi0(name):
     """Default mode given -phi 0 equals nanoBragg.c run with -phi 1e-30 (no phi=0 carryover)."""
-    case = CASES[name]
-    run = cached_run(name, default_mode=True)
-    m = compare_images(run.image, case.reference_image())
-    assert m.ok, f"{name}: {m.n_bad} pixels over tolerance, worst {m.worst:.3g}x tolerance"
+    _assert_matches_reference(name, cached_run(name, default_mode=True))
 
 
 @needs_golden
