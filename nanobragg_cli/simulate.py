@@ -12,100 +12,13 @@ import time
 import numpy as np
 
 from .config import Config, resolve
-from .errors import FlagError, NanoBraggError
+from .errors import NanoBraggError
 from .flags import apply_flags
 from .image_headers import apply_image_headers
 from .options import RawOptions
+from .tool_options import TOOL_FLAGS, ToolOptions, split_tool_options  # noqa: F401
 
 RTD = 180.0 / math.pi
-
-
-@dataclass
-class ToolOptions:
-    """Options of this tool (double dash), not of nanoBragg.c."""
-    c_parity: bool = False
-    device: str = "cpu"
-    dtype: str = "float64"
-    trace_json: str | None = None
-    max_memory: int | None = None
-    threads: int | None = None
-    progress: bool | None = None
-    manifest: str | None = None
-    hdf5: str | None = None
-    png: str | None = None
-    png_scale: str = "log"
-
-
-def _parse_size(flag, text):
-    units = {"k": 2 ** 10, "m": 2 ** 20, "g": 2 ** 30}
-    t = text.strip().lower().rstrip("b")
-    mult = 1
-    if t and t[-1] in units:
-        mult, t = units[t[-1]], t[:-1]
-    try:
-        value = float(t) * mult
-    except ValueError:
-        raise FlagError(f"{flag}: expected a size like 512M or 2G, got {text!r}") from None
-    if not value > 0 or not math.isfinite(value):
-        raise FlagError(f"{flag}: the size must be positive")
-    return int(value)
-
-
-TOOL_FLAGS = {
-    "--c-parity": 0, "--device": 1, "--dtype": 1, "--trace-json": 1, "--max-memory": 1,
-    "--threads": 1, "--progress": 0, "--no-progress": 0, "--manifest": 1, "--hdf5": 1, "--png": 1,
-    "--png-scale": 1,
-}
-
-
-def split_tool_options(argv: list) -> tuple:
-    """Separate this tool's --options from nanoBragg.c's -flags."""
-    tool = ToolOptions()
-    rest = []
-    i = 0
-    while i < len(argv):
-        tok = argv[i]
-        if tok.startswith("--"):
-            name, _, inline = tok.partition("=")
-            if name not in TOOL_FLAGS:
-                raise FlagError(f"{name}: unknown option (see 'nanobragg --help')")
-            nargs = TOOL_FLAGS[name]
-            if nargs and not inline:
-                if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
-                    raise FlagError(f"{name}: expected a value")
-                inline = argv[i + 1]
-                i += 1
-            i += 1
-            if name == "--c-parity":
-                tool.c_parity = True
-            elif name == "--device":
-                if inline not in ("cpu", "cuda") and not inline.startswith("cuda:"):
-                    raise FlagError(f"--device: expected cpu or cuda, got {inline!r}")
-                tool.device = inline
-            elif name == "--dtype":
-                if inline not in ("float64", "float32"):
-                    raise FlagError(f"--dtype: expected float64 or float32, got {inline!r}")
-                tool.dtype = inline
-            elif name == "--max-memory":
-                tool.max_memory = _parse_size(name, inline)
-            elif name == "--threads":
-                if not inline.isdigit() or int(inline) < 1:
-                    raise FlagError(f"--threads: expected a positive integer, got {inline!r}")
-                tool.threads = int(inline)
-            elif name == "--progress":
-                tool.progress = True
-            elif name == "--no-progress":
-                tool.progress = False
-            elif name == "--png-scale":
-                if inline not in ("log", "sqrt"):
-                    raise FlagError(f"--png-scale: expected log or sqrt, got {inline!r}")
-                tool.png_scale = inline
-            else:
-                setattr(tool, name[2:].replace("-", "_"), inline)
-            continue
-        rest.append(tok)
-        i += 1
-    return rest, tool
 
 
 def prepare(argv: list) -> Config:
