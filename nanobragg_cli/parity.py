@@ -3,8 +3,8 @@ keep every piece of evidence in one folder.
 
 ``nanobragg parity --c-trace C.log [--c-image C.bin|C.npz|C.npy] [--topic NAME | --out DIR]
 [--c-parity] -- <nanoBragg flags> -trace_pixel S F`` renders in-process through the CLI's code
-path (:func:`~nanobragg_cli.simulate.prepare`, :func:`~nanobragg_cli.simulate.run_simulation`,
-:func:`~nanobragg_cli.simulate.output_files`), compares our trace with each C trace
+path (:mod:`nanobragg_cli.simulate`: ``prepare``, ``run_simulation``, ``output_files``,
+``stdout_report``, ``trace_json_record``), compares our trace with each C trace
 (:mod:`nanobragg_cli.compare`) and our image with the C image
 (:func:`~nanobragg_cli.golden.compare_images`), and writes ``DIR/<UTC timestamp>/``:
 
@@ -162,20 +162,6 @@ def image_metrics(ours, ref, origin: tuple | None, region: tuple, rtol: float,
             "c_max": peak, "c_sum": float(b.sum()), "py_sum": float(a.sum()), "ok": m.ok}
 
 
-def stdout_lines(res) -> list:
-    """Our stdout for a run, as the CLI prints it: the report with the TRACE_PY lines of the
-    traced pixel before the solid-angle line."""
-    from .simulate import report_lines
-    from .trace import format_lines
-    lines = report_lines(res)
-    if res.cfg.output.trace_pixel is not None:
-        at = next((i for i, ln in enumerate(lines) if ln.startswith("solid angle")), len(lines))
-        s, f = res.cfg.output.trace_pixel
-        lines[at:at] = [f"TRACE_CONFIG: tracing pixel (spixel={s}, fpixel={f})",
-                        *format_lines(res.trace_lines)]
-    return lines
-
-
 def _trace_checks(c_traces: list) -> tuple:
     """Parse the C traces: (list of (path, records, name, text, meta, label)), C's pixel."""
     parsed, labels = [], set()
@@ -229,7 +215,8 @@ def run_parity(nb_argv: list, c_traces: list, out: Path, *, c_image: Path | None
     the C traces (the first decides the exit status) and the C image, and write the bundle
     ``out/<UTC timestamp>/``. Raises :class:`ParityInputError` / NanoBraggError on bad input
     (then nothing is written)."""
-    from .simulate import output_files, prepare, run_simulation, split_tool_options
+    from .simulate import (output_files, prepare, run_simulation, split_tool_options,
+                           stdout_report, trace_json_record)
 
     if not c_traces:
         raise ParityInputError("--c-trace: give at least one nanoBragg.c trace")
@@ -284,7 +271,7 @@ def run_parity(nb_argv: list, c_traces: list, out: Path, *, c_image: Path | None
         if not res.trace_lines:
             raise ParityInputError(f"-trace_pixel {pixel[0]} {pixel[1]}: the pixel is not "
                                    "rendered (outside -roi, or masked), so there is no trace")
-        py_text = "\n".join(stdout_lines(res)) + "\n"
+        py_text = "\n".join(stdout_report(res)) + "\n"
         py_records, _ = load_trace(py_text, prefer="PY")
         checks = []
         for k, (path, records, name, text, meta, label) in enumerate(parsed):
@@ -302,11 +289,8 @@ def run_parity(nb_argv: list, c_traces: list, out: Path, *, c_image: Path | None
         files = {}
         for path, data in output_files(res):
             files[Path(path).name] = data
-        record = res.trace_record or {"lines": [], "per_phi": [], "final": {}}
-        record = dict(record, pixel={"slow": pixel[0], "fast": pixel[1]},
-                      mode="c-parity" if tool.c_parity else "default")
         files["trace_py.log"] = py_text.encode()
-        files["trace_py_per_phi.json"] = json_text(record).encode()
+        files["trace_py_per_phi.json"] = json_text(trace_json_record(res, tool)).encode()
         for (path, _, _, text, _, _), check in zip(parsed, checks):
             files[check.copy_name] = text.encode()
             files[check.stem + ".txt"] = compare_text(check.result).encode()
