@@ -23,7 +23,8 @@ from .geometry.rotation import rotate_axis
 from .physics import (GAUSS_WIDTH, ROUND_XTAL_SCALE, TOPHAT_CUT, capture_fraction,
                       polarization_factor, sinc3, sincg_direct, sincg_like_c, sincg_reduced,
                       solid_angle)
-from .scene import R_E_SQR, WATER_F, Scene
+from .constants import R_E_SQR, WATER_F
+from .scene import Scene
 
 
 @dataclass

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from . import rng
 from .config import Config
+from .constants import AVOGADRO, R_E_SQR, RTD, WATER_F, WATER_MW  # noqa: F401
 from .errors import FlagError, NanoBraggError
 from .geometry.beam import SourceGrid, source_file_grid, source_grid
 from .geometry.crystal import (Lattice, carryover_sources, lattice, orientations, phi_angles,
@@ -26,11 +27,6 @@ from .geometry.detector import DetectorGeometry, detector_geometry
 from .geometry.rotation import norm
 from .structure_factors import StructureFactors
 
-R_E_SQR = 7.94079248018965e-30   # Thomson cross section, m²
-AVOGADRO = 6.02214179e23
-WATER_F = 2.57
-WATER_MW = 18.0
-RTD = 180.0 / math.pi
 
 
 @dataclass

@@ -31,13 +31,12 @@ import time
 import numpy as np
 
 from .config import Config, resolve
+from .constants import RTD
 from .errors import NanoBraggError
 from .flags import apply_flags
 from .image_headers import apply_image_headers
 from .options import RawOptions
 from .tool_options import TOOL_FLAGS, ToolOptions, output_options, split_tool_options  # noqa: F401
-
-RTD = 180.0 / math.pi
 
 
 def prepare(argv: list) -> Config:
