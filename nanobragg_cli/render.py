@@ -27,11 +27,10 @@ BYTES_PER_EVAL_INTERP = 2400          # tricubic interpolation gathers 64 neighb
 class RenderResult:
     """image: (slow, fast) intensities (photons) on the scene's device and dtype, 0 outside the
     ROI/mask; omega_sum: Σ of solid angles over rendered sub-pixels (sr); trace: captured
-    intermediates of each traced pixel, keyed by (slow, fast); n_pixels: pixels rendered."""
+    intermediates of each traced pixel, keyed by (slow, fast)."""
     image: Tensor
     omega_sum: float
     traces: dict
-    n_pixels: int
 
 
 def rendered_pixels(scene: Scene) -> Tensor:
@@ -218,4 +217,4 @@ def render(scene: Scene, *, max_memory: int = DEFAULT_MAX_MEMORY,
     if values:
         flat_image = flat_image.index_put((pix,), torch.cat(values))
     return RenderResult(image=flat_image.reshape(scene.spixels, scene.fpixels).to(scene.work_dtype),
-                        omega_sum=float(omega_sum), traces=traces, n_pixels=n)
+                        omega_sum=float(omega_sum), traces=traces)

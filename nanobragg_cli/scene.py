@@ -8,7 +8,7 @@ source file, Fdump.bin) are read here, and the decisions nanoBragg.c makes once 
 known (N from the crystal size, automatic oversampling) are made here too.
 """
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 import math
 import os
 
@@ -18,9 +18,9 @@ from torch import Tensor
 
 from . import rng
 from .config import Config
-from .constants import AVOGADRO, R_E_SQR, RTD, WATER_F, WATER_MW  # noqa: F401
+from .constants import AVOGADRO, R_E_SQR, RTD, WATER_F, WATER_MW
 from .errors import FlagError, NanoBraggError
-from .geometry.beam import SourceGrid, source_file_grid, source_grid
+from .geometry.beam import source_file_grid, source_grid
 from .geometry.crystal import (Lattice, carryover_sources, lattice, orientations, phi_angles,
                                reciprocal_from_cell)
 from .geometry.detector import DetectorGeometry, detector_geometry
@@ -78,14 +78,12 @@ class Scene:
     mu: Tensor
     source_dirs: Tensor            # (S, 3) toward the sources
     source_lambda: Tensor          # (S,) m
-    sources: SourceGrid
     lattice: Lattice
     N: Tensor                      # (3,) Na, Nb, Nc
     N_values: tuple                # the same as Python floats (for shape decisions, not values)
     phis: Tensor                   # (Φ,) rad
     orient: Tensor                 # (Φ, M, 3, 3) real vectors per step/domain, m
     orient_first: Tensor | None    # same for the first sub-iteration (c-parity carryover)
-    umats: Tensor | None           # (M, 3, 3)
     sf: StructureFactors
     interpolate: bool
     shape: str
@@ -102,9 +100,7 @@ class Scene:
     roi: tuple
     mask: np.ndarray | None
     params: SceneParams
-    recommended_oversample: int
     hkl_count: int
-    info: dict = field(default_factory=dict)
 
     @property
     def n_phi(self) -> int:
@@ -338,15 +334,15 @@ def build_scene(cfg: Config, *, c_parity: bool = False, dtype=torch.float64, dev
         spixels=d.spixels, oversample=oversample, subpixel_size=px / oversample,
         thicksteps=s.detector_thicksteps, thickstep=_t(_layer_thickness(s, c_parity), dtype, device),
         detector_thick=s.detector_thick, mu=_t(s.detector_mu, dtype, device),
-        source_dirs=sources.directions, source_lambda=sources.wavelengths(lam0), sources=sources,
+        source_dirs=sources.directions, source_lambda=sources.wavelengths(lam0),
         lattice=lat, N=N, N_values=N_values, phis=phis, orient=orient,
-        orient_first=orient_first, umats=umats, sf=sf, interpolate=interpolate, shape=c.shape,
+        orient_first=orient_first, sf=sf, interpolate=interpolate, shape=c.shape,
         fudge=c.fudge, kahn=_t(params.polarization, dtype, device),
         unpolarized=not isinstance(params.polarization, Tensor) and params.polarization == 0.0,
         nopolar=b.nopolar,
         polar_vector=vec(d.polar_vector), fluence=fluence, steps=steps, I_bg=I_bg,
         water_molecules=molecules, dmin=s.dmin, roi=d.roi, mask=d.mask, params=params,
-        recommended_oversample=recommended, hkl_count=sf.count)
+        hkl_count=sf.count)
 
 
 def _layer_thickness(s, c_parity: bool) -> float:
