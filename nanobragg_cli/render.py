@@ -111,18 +111,10 @@ def trace_pixel(scene: Scene, one: Tensor, main, row: int, killed: Tensor,
         first_ts=None if first is None else tuple(first[1:]))
 
 
-def _requires_grad(scene: Scene) -> bool:
-    tensors = (scene.det.pix0, scene.det.fdet, scene.orient, scene.source_lambda, scene.fluence,
-               scene.kahn, scene.N, scene.subpixel_size, scene.thickstep, scene.mu, scene.I_bg,
-               scene.sf.grid)
-    return torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad
-                                           for t in tensors)
-
-
 def _chunk_workers(scene: Scene, n_chunks: int) -> int:
     """Chunks rendered concurrently: torch's thread count on the CPU, unless a chunk needs the
     previous one's state (--c-parity interpolation kill-switch) or autograd records the graph."""
-    if scene.device.type != "cpu" or n_chunks < 2 or _requires_grad(scene):
+    if scene.device.type != "cpu" or n_chunks < 2 or scene.mode.recording:
         return 1
     if scene.c_parity and scene.interpolate:
         return 1
@@ -178,7 +170,7 @@ def render(scene: Scene, *, max_memory: int = DEFAULT_MAX_MEMORY,
                  for k, px in trace_at.items() if start <= k < stop}
         return out, found, stop
 
-    grad = _requires_grad(scene)
+    grad = scene.mode.recording
     flat_image = torch.zeros(scene.spixels * scene.fpixels, dtype=scene.dtype, device=scene.device)
 
     def collect(result):

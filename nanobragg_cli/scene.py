@@ -8,7 +8,7 @@ source file, Fdump.bin) are read here, and the decisions nanoBragg.c makes once 
 known (N from the crystal size, automatic oversampling) are made here too.
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 import math
 import os
 
@@ -25,6 +25,7 @@ from .geometry.crystal import (Lattice, carryover_sources, lattice, orientations
                                reciprocal_from_cell)
 from .geometry.detector import DetectorGeometry, detector_geometry
 from .geometry.rotation import norm
+from .mode import Mode
 from .structure_factors import StructureFactors
 
 
@@ -57,16 +58,22 @@ class SceneParams:
     mosaic_spread: object = 0.0
     fhkl: object = None
 
+    def requires_grad(self) -> bool:
+        """Any parameter is a tensor that requires grad (tuples of tensors included)."""
+        def needs(v):
+            if isinstance(v, (tuple, list)):
+                return any(needs(x) for x in v)
+            return isinstance(v, Tensor) and v.requires_grad
+        return any(needs(getattr(self, f.name)) for f in fields(self))
+
 
 @dataclass
 class Scene:
     """Everything the kernel needs, on one device/dtype. Shapes: Φ φ steps, M mosaic domains,
-    S sources, T sensor layers, os sub-pixels per pixel edge."""
+    S sources, T sensor layers, os sub-pixels per pixel edge. ``mode``: c_parity, device,
+    dtype (geometry, Miller indices, scaling), work_dtype (the user's --dtype), differentiable."""
     cfg: Config
-    c_parity: bool
-    dtype: torch.dtype             # geometry, Miller indices and scaling (float64)
-    work_dtype: torch.dtype        # lattice transforms and structure factors (the user's --dtype)
-    device: torch.device
+    mode: Mode
     det: DetectorGeometry
     fpixels: int
     spixels: int
@@ -101,6 +108,22 @@ class Scene:
     mask: np.ndarray | None
     params: SceneParams
     hkl_count: int
+
+    @property
+    def c_parity(self) -> bool:
+        return self.mode.c_parity
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.mode.dtype
+
+    @property
+    def work_dtype(self) -> torch.dtype:
+        return self.mode.work_dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.mode.device
 
     @property
     def n_phi(self) -> int:
@@ -203,17 +226,20 @@ def build_lattice(p: SceneParams, dtype, device) -> Lattice:
     return lattice(amat[0], amat[1], amat[2], misset)
 
 
-def build_scene(cfg: Config, *, c_parity: bool = False, dtype=torch.float64, device="cpu",
-                params: SceneParams | None = None, structure_factors: StructureFactors | None = None,
-                messages: list | None = None, random: "rng.NanoRandom | None" = None) -> Scene:
-    """Build the kernel's tensors. ``messages`` collects nanoBragg-style setup lines; ``random``
-    is the process-wide nanoBragg random state (misset, mosaic and noise share its shuffle table)."""
+def build_scene(cfg: Config, *, mode: Mode | None = None, c_parity: bool = False,
+                dtype=torch.float64, device="cpu", params: SceneParams | None = None,
+                structure_factors: StructureFactors | None = None, messages: list | None = None,
+                random: "rng.NanoRandom | None" = None) -> Scene:
+    """Build the kernel's tensors. ``mode``: the run's :class:`~nanobragg_cli.mode.Mode` (else
+    chosen from ``c_parity``, ``dtype``, ``device``); its ``differentiable`` is set here from
+    ``params``. ``messages`` collects nanoBragg-style setup lines; ``random`` is the
+    process-wide nanoBragg random state (misset, mosaic and noise share its shuffle table)."""
     random = random if random is not None else rng.NanoRandom()
-    device = torch.device(device)
+    if mode is None:
+        mode = Mode.choose(c_parity=c_parity, dtype=dtype, device=device)
     # float32 is mixed precision: geometry and Miller indices stay float64 (h = a·S loses digits
     # to cancellation near the beam), the lattice transform runs in float32 on reduced arguments.
-    work_dtype = dtype
-    dtype = torch.float64 if dtype == torch.float32 else dtype
+    c_parity, device, dtype = mode.c_parity, mode.device, mode.dtype
     messages = messages if messages is not None else []
     d, c, b, s = cfg.detector, cfg.crystal, cfg.beam, cfg.sampling
     kw = dict(dtype=dtype, device=device)
@@ -329,8 +355,11 @@ def build_scene(cfg: Config, *, c_parity: bool = False, dtype=torch.float64, dev
     molecules = water ** 3 * 1e6 * AVOGADRO / WATER_MW
     I_bg = WATER_F * WATER_F * R_E_SQR * fluence * water * water * water * 1e6 * AVOGADRO / WATER_MW
 
+    grid = sf.grid
+    mode = replace(mode, differentiable=params.requires_grad()
+                   or (isinstance(grid, Tensor) and grid.requires_grad))
     return Scene(
-        cfg=cfg, c_parity=c_parity, dtype=dtype, work_dtype=work_dtype, device=device, det=det, fpixels=d.fpixels,
+        cfg=cfg, mode=mode, det=det, fpixels=d.fpixels,
         spixels=d.spixels, oversample=oversample, subpixel_size=px / oversample,
         thicksteps=s.detector_thicksteps, thickstep=_t(_layer_thickness(s, c_parity), dtype, device),
         detector_thick=s.detector_thick, mu=_t(s.detector_mu, dtype, device),

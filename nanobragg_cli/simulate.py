@@ -110,6 +110,7 @@ def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
     from .preflight import check_kernel_memory
     from .render import (BYTES_PER_EVAL, BYTES_PER_EVAL_INTERP, DEFAULT_MAX_MEMORY, render,
                          rendered_pixels)
+    from .mode import Mode
     from .scene import build_scene
     from .trace import printout_lines, trace_records
 
@@ -119,11 +120,9 @@ def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
     if tool.device.startswith("cuda") and not torch.cuda.is_available():
         raise NanoBraggError("--device cuda: no CUDA device is available (torch "
                              f"{torch.__version__} sees none); use --device cpu")
-    dtype = torch.float64 if tool.dtype == "float64" else torch.float32
     messages = []
     random = rng.NanoRandom()
-    scene = build_scene(cfg, c_parity=tool.c_parity, dtype=dtype, device=tool.device,
-                        messages=messages, random=random)
+    scene = build_scene(cfg, mode=Mode.from_tool(tool), messages=messages, random=random)
     check_kernel_memory(scene, BYTES_PER_EVAL_INTERP if scene.interpolate else BYTES_PER_EVAL)
     out = cfg.output
     wanted = list(extra_trace_pixels)
