@@ -23,6 +23,7 @@ from .geometry.rotation import rotate_axis
 from .physics import (GAUSS_WIDTH, ROUND_XTAL_SCALE, TOPHAT_CUT, capture_fraction,
                       polarization_factor, sinc3, sincg_direct, sincg_like_c, sincg_reduced,
                       solid_angle)
+from .c_order import COrder, interpolation_kill_switch
 from .constants import R_E_SQR, WATER_F
 from .scene import Scene
 
@@ -239,32 +240,10 @@ def structure_factors(scene: Scene, hkl: list, h0: list | None, executed: Tensor
         # interpolate wherever the 4x4x4 block lies in the grid (C's test refuses a margin more)
         return torch.where(sf.block_outside(hkl[0], hkl[1], hkl[2]), nearest, interp), killed, None
     oob = sf.out_of_range(hkl[0], hkl[1], hkl[2])
-    # C-parity quirk (interpolation kill-switch): the first out-of-range neighbourhood in loop
-    # order switches interpolation off for everything after it, itself included.
+    # C-parity quirk (interpolation kill-switch): see c_order.interpolation_kill_switch
     hit = oob & executed if executed is not None else oob
-    per_pixel = c_order(hit)                                           # (P, E) in C's order
-    running = torch.cumsum(per_pixel.to(torch.int32).reshape(-1), 0).reshape(per_pixel.shape) > 0
-    off_c = killed | running
-    any_row = per_pixel.any(1).to(torch.int32)
-    before_row = killed | ((torch.cumsum(any_row, 0) - any_row) > 0)
-    off = c_order.inverse(off_c)
-    return torch.where(off, nearest, interp), killed | hit.any(), before_row
-
-
-class COrder:
-    """Permutation between the kernel's layout (Φ·M, T, SS, S, P) and nanoBragg.c's loop order
-    (P, T, SS, S, Φ·M), for the c-parity quirks that depend on execution order."""
-
-    def __init__(self, T, SS, S, P, PM):
-        self.shape = (PM, T, SS, S, P)
-        self.P = P
-
-    def __call__(self, x: Tensor) -> Tensor:
-        return x.reshape(self.shape).permute(4, 1, 2, 3, 0).reshape(self.P, -1)
-
-    def inverse(self, y: Tensor) -> Tensor:
-        PM, T, SS, S, P = self.shape
-        return y.reshape(P, T, SS, S, PM).permute(4, 1, 2, 3, 0).reshape(PM, -1)
+    off, killed_after, before_row = interpolation_kill_switch(hit, killed, c_order)
+    return torch.where(off, nearest, interp), killed_after, before_row
 
 
 def _sum_rows(x: Tensor) -> Tensor:
@@ -327,6 +306,9 @@ def render_chunk(scene: Scene, pix: Tensor, killed: Tensor, first_sub: tuple | N
 
     # --- reduction and scaling ------------------------------------------------------------
     r_e2_fluence = R_E_SQR * scene.fluence
+    # C-parity quirk (pixel-level caches): polarization once per pixel, at the first (sub-pixel,
+    # source) that passes -dmin, reused for every source (docs/differences.md #7); the default
+    # mode below weighs every source by its own factor. (Traces print polar_pixel in both.)
     if scene.nopolar:
         polar_pixel = torch.ones(P, dtype=dtype, device=device)
     elif valid is None:
@@ -357,6 +339,8 @@ def render_chunk(scene: Scene, pix: Tensor, killed: Tensor, first_sub: tuple | N
             I = scene.I_bg * suffix[:, 0] + (order(term.to(dtype)) * suffix).sum(1)
         else:
             I = scene.I_bg + _sum_to_pixels(term, P).to(dtype)
+        # C-parity quirk (water background): I_bg already holds r_e²·fluence and is scaled
+        # again by r_e²·fluence/steps with the rest of I.
         value = r_e2_fluence * I / scene.steps
         # C-parity quirk (sensor layers): the sum over layers is scaled by the LAST layer's
         # capture fraction only (and layers are not counted in `steps`).

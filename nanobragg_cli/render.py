@@ -2,7 +2,7 @@
 
 Pixels are visited in raster order (slow-major) inside the ROI and the mask, as nanoBragg.c's
 single thread does, which the c-parity quirks with state (φ=0 carryover, interpolation
-kill-switch) rely on.
+kill-switch; :mod:`nanobragg_cli.c_order`) rely on.
 """
 
 from collections import deque
@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from .allocator import keep_freed_memory
+from .c_order import first_executed_subiteration
 from .kernel import pixel_geometry, render_chunk, scattering_vectors
 from .scene import Scene
 
@@ -49,29 +50,6 @@ def chunk_pixels(scene: Scene, max_memory: int) -> int:
     per_eval = BYTES_PER_EVAL_INTERP if scene.interpolate else BYTES_PER_EVAL
     per_pixel = max(1, scene.evals_per_pixel()) * per_eval
     return max(1, int(max_memory // per_pixel))
-
-
-def first_executed_subiteration(scene: Scene, pix: Tensor, chunk: int) -> tuple | None:
-    """(index in pix, layer, sub-pixel, source) of the first sub-iteration nanoBragg.c's single
-    thread executes (the first whose source passes -dmin), or None if none does."""
-    if pix.numel() == 0:
-        return None
-    if scene.dmin <= 0.0:
-        return (0, 0, 0, 0)
-    with torch.no_grad():
-        for start in range(0, pix.numel(), chunk):
-            sel = pix[start:start + chunk]
-            geo = pixel_geometry(scene, sel)
-            _, valid = scattering_vectors(scene, geo.diffracted)   # (T, SS, S, P)
-            flat = valid.permute(3, 0, 1, 2).reshape(-1).nonzero()  # C's order
-            if flat.numel():
-                k = int(flat[0, 0])
-                T, SS, S = valid.shape[:3]
-                p, rest = divmod(k, T * SS * S)
-                t, rest = divmod(rest, SS * S)
-                ss, s = divmod(rest, S)
-                return (start + p, t, ss, s)
-    return None
 
 
 def trace_pixel(scene: Scene, one: Tensor, main, row: int, killed: Tensor,
@@ -117,6 +95,8 @@ def _chunk_workers(scene: Scene, n_chunks: int) -> int:
     if scene.device.type != "cpu" or n_chunks < 2 or scene.mode.recording:
         return 1
     if scene.c_parity and scene.interpolate:
+        # C-parity quirk (thread count): the kill-switch runs through the chunks in raster order,
+        # as on nanoBragg.c's single thread, so they are rendered one after the other
         return 1
     return min(torch.get_num_threads(), n_chunks)
 
@@ -139,7 +119,9 @@ def render(scene: Scene, *, max_memory: int = DEFAULT_MAX_MEMORY,
     chunk = chunk_pixels(scene, max_memory // max(1, torch.get_num_threads()))
     first = None
     if scene.orient_first is not None:
-        first = first_executed_subiteration(scene, pix, chunk)
+        first = first_executed_subiteration(
+            scene, pix, chunk,
+            lambda sel: scattering_vectors(scene, pixel_geometry(scene, sel).diffracted)[1])
     if window is not None:
         s0, s1, f0, f1 = window
         sp, fp = pix // scene.fpixels, pix % scene.fpixels

@@ -21,8 +21,8 @@ from .config import Config
 from .constants import AVOGADRO, R_E_SQR, RTD, WATER_F, WATER_MW
 from .errors import FlagError, NanoBraggError
 from .geometry.beam import source_file_grid, source_grid
-from .geometry.crystal import (Lattice, carryover_sources, lattice, orientations, phi_angles,
-                               reciprocal_from_cell)
+from .c_order import carryover_orientations
+from .geometry.crystal import (Lattice, lattice, orientations, phi_angles, reciprocal_from_cell)
 from .geometry.detector import DetectorGeometry, detector_geometry
 from .geometry.rotation import norm
 from .mode import Mode
@@ -335,16 +335,10 @@ def build_scene(cfg: Config, *, mode: Mode | None = None, c_parity: bool = False
     if c.mosaic_spread > 0.0:
         umats = _mosaic_umats(c, params, kw, random)
     spindle = vec(d.spindle)
-    orient_first = None
-    step_map = None
     if c_parity:
-        phi_values = [float(x) for x in phis.detach().cpu()]
-        first, rest = carryover_sources(phi_values)
-        if rest != list(range(len(phi_values))):
-            step_map = rest
-        if first != rest:
-            orient_first = orientations(lat.real, spindle, phis, umats, first)
-    orient = orientations(lat.real, spindle, phis, umats, step_map)
+        orient, orient_first = carryover_orientations(lat.real, spindle, phis, umats)
+    else:
+        orient, orient_first = orientations(lat.real, spindle, phis, umats), None
 
     # scaling -----------------------------------------------------------------------------
     n_src = sources.directions.shape[0]
@@ -353,6 +347,8 @@ def build_scene(cfg: Config, *, mode: Mode | None = None, c_parity: bool = False
     fluence = _t(params.fluence, dtype, device)
     water = s.water_size
     molecules = water ** 3 * 1e6 * AVOGADRO / WATER_MW
+    # C-parity quirk (water background): nanoBragg.c's I_bg includes r_e²·fluence (the kernel
+    # scales it by r_e²·fluence/steps again); the default mode uses the molecule count instead.
     I_bg = WATER_F * WATER_F * R_E_SQR * fluence * water * water * water * 1e6 * AVOGADRO / WATER_MW
 
     grid = sf.grid
