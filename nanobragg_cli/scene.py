@@ -20,7 +20,7 @@ from . import rng
 from .config import Config
 from .constants import AVOGADRO, R_E_SQR, RTD, WATER_F, WATER_MW
 from .errors import FlagError, NanoBraggError
-from .geometry.beam import source_file_grid, source_grid
+from .geometry.beam import SourceGrid, source_file_grid, source_grid
 from .c_order import carryover_orientations
 from .geometry.crystal import (Lattice, lattice, orientations, phi_angles, reciprocal_from_cell)
 from .geometry.detector import DetectorGeometry, detector_geometry
@@ -233,7 +233,10 @@ def build_scene(cfg: Config, *, mode: Mode | None = None, c_parity: bool = False
     """Build the kernel's tensors. ``mode``: the run's :class:`~nanobragg_cli.mode.Mode` (else
     chosen from ``c_parity``, ``dtype``, ``device``); its ``differentiable`` is set here from
     ``params``. ``messages`` collects nanoBragg-style setup lines; ``random`` is the
-    process-wide nanoBragg random state (misset, mosaic and noise share its shuffle table)."""
+    process-wide nanoBragg random state (misset, mosaic and noise share its shuffle table).
+
+    Sections, in nanoBragg.c's order (which the messages follow): parameters, detector, crystal
+    (lattice, N, oversampling), structure factors, sources, φ and mosaic, scaling."""
     random = random if random is not None else rng.NanoRandom()
     if mode is None:
         mode = Mode.choose(c_parity=c_parity, dtype=dtype, device=device)
@@ -243,70 +246,13 @@ def build_scene(cfg: Config, *, mode: Mode | None = None, c_parity: bool = False
     messages = messages if messages is not None else []
     d, c, b, s = cfg.detector, cfg.crystal, cfg.beam, cfg.sampling
     kw = dict(dtype=dtype, device=device)
-
-    amat = None
-    if c.matfile is None:
-        if not c.user_cell or c.cell[0] <= 0.0:
-            raise FlagError("-cell: the cell length a must be positive")
-    elif params is None or params.amat is None:  # the API passes the matrix it read once
-        from .io.mosflm import read_mat
-        amat = read_mat(c.matfile) * (1e-10 / b.lambda0)
-        messages.append(f"reading {c.matfile}")
-    random_misset = None
-    if c.misset == "random":
-        random_misset = rng.random_misset(c.misset_seed, rng=random)
-        messages.append("random orientation misset angles: %f %f %f deg" %
-                        tuple(x * RTD for x in random_misset))
-    if params is None:
-        params = params_from_config(cfg, random_misset, amat)
-
-    # detector ----------------------------------------------------------------------------
     vec = lambda v: torch.tensor(v, **kw)  # noqa: E731
-    px = _t(d.pixel_size, dtype, device)
-    fc, sc = (_t(x, dtype, device) for x in params.beam_center)
-    rx, ry, rz = (_t(x, dtype, device) for x in params.rotations)
-    det = detector_geometry(
-        vec(d.fdet), vec(d.sdet), vec(d.odet), vec(d.beam), vec(d.twotheta_axis), rx, ry, rz,
-        _t(params.twotheta, dtype, device), d.pivot, _t(params.distance, dtype, device),
-        None if params.close_distance is None else _t(params.close_distance, dtype, device),
-        fc, sc, fc, sc, px)
 
-    # crystal -----------------------------------------------------------------------------
+    params = _scene_params(cfg, params, messages, random)
+    det = _detector(cfg, params, dtype, device)
     lat = build_lattice(params, dtype, device)
-    N_in = [_t(x, dtype, device) for x in params.N]
-    if any(isinstance(x, Tensor) and x.requires_grad for x in params.N):
-        N = torch.stack(N_in)
-    else:
-        Ns = []
-        for n_given, size, vecn in ((c.Na, c.sample_x, lat.a), (c.Nb, c.sample_y, lat.b),
-                                    (c.Nc, c.sample_z, lat.c)):
-            n = float(N_in[len(Ns)])
-            if size > 0:
-                n = float(math.ceil(size / float(norm(vecn))))
-            Ns.append(max(n, 1.0))
-        if min(c.Na, c.Nb, c.Nc) < 1 and not any(sz > 0 for sz in (c.sample_x, c.sample_y, c.sample_z)):
-            messages.append("WARNING: N < 1 is treated as N = 1 (nanoBragg.c cannot model an "
-                            "isolated cell)")
-        N = torch.tensor(Ns, **kw)
-    N_values = tuple(float(x) for x in N.detach().cpu())
-    xtal = [float(norm(v).detach()) * float(n) for v, n in zip((lat.a, lat.b, lat.c), N.detach())]
-    messages.append("crystal is %g x %g x %g microns" % tuple(x * 1e6 for x in xtal))
-    reciprocal_pixel = b.lambda0 * float(det.distance.detach()) / d.pixel_size
-    if not all(math.isfinite(x) for x in xtal + [reciprocal_pixel]):
-        # the flags refuse such values; through the Python API an optimiser step can reach them
-        raise NanoBraggError("the cell, orientation or detector distance parameters give a "
-                             "non-finite crystal or detector geometry")
-    recommended = math.ceil(3.0 * max(xtal) / reciprocal_pixel)
-    recommended = max(recommended, 1)
-    oversample = s.oversample
-    if oversample <= 0:
-        oversample = recommended
-        messages.append(f"auto-selected {oversample}-fold oversampling")
-    elif oversample < recommended:
-        messages.append(f"WARNING: maximum dimension of sample is {max(xtal) * 1e10:g} A")
-        messages.append(f"         but reciprocal pixel size is {reciprocal_pixel * 1e10:g} A")
-        messages.append("         intensity may vary significantly across a pixel!")
-        messages.append(f"         recommend -oversample {recommended} to work around this")
+    N, xtal = _crystal_size(cfg, params, lat, kw, messages)
+    oversample = _oversample(cfg, xtal, det, messages)
 
     # structure factors -------------------------------------------------------------------
     sf = structure_factors if structure_factors is not None else load_structure_factors(cfg, messages)
@@ -316,17 +262,8 @@ def build_scene(cfg: Config, *, mode: Mode | None = None, c_parity: bool = False
         sf = replace(sf, grid=sf.grid.to(**kw))
     interpolate = bool(c.interpolate) and sf.count > 0
 
-    # sources -----------------------------------------------------------------------------
+    sources = _sources(cfg, dtype, device)
     lam0 = _t(params.wavelength, dtype, device)
-    if b.sourcefile is not None:
-        from .io.sources import read_sourcefile
-        sources = source_file_grid(read_sourcefile(b.sourcefile), d.beam, b.lambda0, dtype, device)
-    else:
-        sources = source_grid(d.beam, d.polar_vector, b.hdivrange, b.hdivstep, b.hdivsteps,
-                              b.vdivrange, b.vdivstep, b.vdivsteps, b.round_div, b.dispersion,
-                              b.dispstep, b.dispsteps, dtype, device)
-    if sources.directions.shape[0] == 0:
-        raise FlagError("-divergence: the divergence grid keeps no source")
 
     # φ and mosaic ------------------------------------------------------------------------
     phis = phi_angles(_t(params.phi0, dtype, device), _t(params.phistep, dtype, device),
@@ -356,18 +293,118 @@ def build_scene(cfg: Config, *, mode: Mode | None = None, c_parity: bool = False
                    or (isinstance(grid, Tensor) and grid.requires_grad))
     return Scene(
         cfg=cfg, mode=mode, det=det, fpixels=d.fpixels,
-        spixels=d.spixels, oversample=oversample, subpixel_size=px / oversample,
+        spixels=d.spixels, oversample=oversample, subpixel_size=det.pixel_size / oversample,
         thicksteps=s.detector_thicksteps, thickstep=_t(_layer_thickness(s, c_parity), dtype, device),
         detector_thick=s.detector_thick, mu=_t(s.detector_mu, dtype, device),
         source_dirs=sources.directions, source_lambda=sources.wavelengths(lam0),
-        lattice=lat, N=N, N_values=N_values, phis=phis, orient=orient,
-        orient_first=orient_first, sf=sf, interpolate=interpolate, shape=c.shape,
+        lattice=lat, N=N, N_values=tuple(float(x) for x in N.detach().cpu()), phis=phis,
+        orient=orient, orient_first=orient_first, sf=sf, interpolate=interpolate, shape=c.shape,
         fudge=c.fudge, kahn=_t(params.polarization, dtype, device),
         unpolarized=not isinstance(params.polarization, Tensor) and params.polarization == 0.0,
         nopolar=b.nopolar,
         polar_vector=vec(d.polar_vector), fluence=fluence, steps=steps, I_bg=I_bg,
         water_molecules=molecules, dmin=s.dmin, roi=d.roi, mask=d.mask, params=params,
         hkl_count=sf.count)
+
+
+def _scene_params(cfg: Config, params: SceneParams | None, messages: list,
+                  random: "rng.NanoRandom") -> SceneParams:
+    """``params``, or those of the flags: the -mat matrix read (unless the API passes the one it
+    read once) and the -misset random angles drawn, in nanoBragg.c's order."""
+    c, b = cfg.crystal, cfg.beam
+    amat = None
+    if c.matfile is None:
+        if not c.user_cell or c.cell[0] <= 0.0:
+            raise FlagError("-cell: the cell length a must be positive")
+    elif params is None or params.amat is None:  # the API passes the matrix it read once
+        from .io.mosflm import read_mat
+        amat = read_mat(c.matfile) * (1e-10 / b.lambda0)
+        messages.append(f"reading {c.matfile}")
+    random_misset = None
+    if c.misset == "random":
+        random_misset = rng.random_misset(c.misset_seed, rng=random)
+        messages.append("random orientation misset angles: %f %f %f deg" %
+                        tuple(x * RTD for x in random_misset))
+    if params is None:
+        params = params_from_config(cfg, random_misset, amat)
+    return params
+
+
+def _detector(cfg: Config, params: SceneParams, dtype, device) -> DetectorGeometry:
+    """The detector's geometry from its flags and the continuous parameters."""
+    d = cfg.detector
+    vec = lambda v: torch.tensor(v, dtype=dtype, device=device)  # noqa: E731
+    px = _t(d.pixel_size, dtype, device)
+    fc, sc = (_t(x, dtype, device) for x in params.beam_center)
+    rx, ry, rz = (_t(x, dtype, device) for x in params.rotations)
+    return detector_geometry(
+        vec(d.fdet), vec(d.sdet), vec(d.odet), vec(d.beam), vec(d.twotheta_axis), rx, ry, rz,
+        _t(params.twotheta, dtype, device), d.pivot, _t(params.distance, dtype, device),
+        None if params.close_distance is None else _t(params.close_distance, dtype, device),
+        fc, sc, fc, sc, px)
+
+
+def _crystal_size(cfg: Config, params: SceneParams, lat: Lattice, kw: dict,
+                  messages: list) -> tuple:
+    """(N (3,) cell counts, crystal size (3,) in m as floats): -N, or -xtalsize over the cell
+    (a ceil, at least 1); a differentiable N is kept as given."""
+    c = cfg.crystal
+    N_in = [_t(x, kw["dtype"], kw["device"]) for x in params.N]
+    if any(isinstance(x, Tensor) and x.requires_grad for x in params.N):
+        N = torch.stack(N_in)
+    else:
+        Ns = []
+        for n_given, size, vecn in ((c.Na, c.sample_x, lat.a), (c.Nb, c.sample_y, lat.b),
+                                    (c.Nc, c.sample_z, lat.c)):
+            n = float(N_in[len(Ns)])
+            if size > 0:
+                n = float(math.ceil(size / float(norm(vecn))))
+            Ns.append(max(n, 1.0))
+        if min(c.Na, c.Nb, c.Nc) < 1 and not any(sz > 0 for sz in (c.sample_x, c.sample_y, c.sample_z)):
+            messages.append("WARNING: N < 1 is treated as N = 1 (nanoBragg.c cannot model an "
+                            "isolated cell)")
+        N = torch.tensor(Ns, **kw)
+    xtal = [float(norm(v).detach()) * float(n) for v, n in zip((lat.a, lat.b, lat.c), N.detach())]
+    messages.append("crystal is %g x %g x %g microns" % tuple(x * 1e6 for x in xtal))
+    return N, xtal
+
+
+def _oversample(cfg: Config, xtal: list, det: DetectorGeometry, messages: list) -> int:
+    """Sub-pixels per pixel edge: -oversample, or nanoBragg.c's automatic choice (3 x crystal size
+    over the reciprocal pixel size), with its warning when the given one is smaller."""
+    d, b, s = cfg.detector, cfg.beam, cfg.sampling
+    reciprocal_pixel = b.lambda0 * float(det.distance.detach()) / d.pixel_size
+    if not all(math.isfinite(x) for x in xtal + [reciprocal_pixel]):
+        # the flags refuse such values; through the Python API an optimiser step can reach them
+        raise NanoBraggError("the cell, orientation or detector distance parameters give a "
+                             "non-finite crystal or detector geometry")
+    recommended = math.ceil(3.0 * max(xtal) / reciprocal_pixel)
+    recommended = max(recommended, 1)
+    oversample = s.oversample
+    if oversample <= 0:
+        oversample = recommended
+        messages.append(f"auto-selected {oversample}-fold oversampling")
+    elif oversample < recommended:
+        messages.append(f"WARNING: maximum dimension of sample is {max(xtal) * 1e10:g} A")
+        messages.append(f"         but reciprocal pixel size is {reciprocal_pixel * 1e10:g} A")
+        messages.append("         intensity may vary significantly across a pixel!")
+        messages.append(f"         recommend -oversample {recommended} to work around this")
+    return oversample
+
+
+def _sources(cfg: Config, dtype, device) -> SourceGrid:
+    """The sources: a -sourcefile table, else the divergence x dispersion grid."""
+    d, b = cfg.detector, cfg.beam
+    if b.sourcefile is not None:
+        from .io.sources import read_sourcefile
+        sources = source_file_grid(read_sourcefile(b.sourcefile), d.beam, b.lambda0, dtype, device)
+    else:
+        sources = source_grid(d.beam, d.polar_vector, b.hdivrange, b.hdivstep, b.hdivsteps,
+                              b.vdivrange, b.vdivstep, b.vdivsteps, b.round_div, b.dispersion,
+                              b.dispstep, b.dispsteps, dtype, device)
+    if sources.directions.shape[0] == 0:
+        raise FlagError("-divergence: the divergence grid keeps no source")
+    return sources
 
 
 def _layer_thickness(s, c_parity: bool) -> float:
