@@ -102,7 +102,9 @@ def compare_printouts(c_lines: list, py_lines: list, c_name: str = "<C printout>
             row.abs_delta = max(deltas, default=0.0)
             row.rel_delta = row.abs_delta / scale if scale > 0 else (0.0 if not row.abs_delta
                                                                      else math.inf)
-            if any(not (d <= u * (1 + 1e-9)) for d, u in zip(deltas, units)):
+            # one unit of the last digit, plus the rounding of the decimal parse itself
+            if any(not (d <= u * (1 + 1e-6) + 1e-15 * abs(v))
+                   for d, u, v in zip(deltas, units, c_vals)):
                 row.ok, row.status = False, MISMATCH
         rows.append(row)
     for key, texts in p.items():
