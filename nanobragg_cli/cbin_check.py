@@ -148,6 +148,10 @@ def check_binary(binary: str, argv: list, base: Path | None = None, *, c_parity:
     from .tracefmt import load_trace
 
     base = Path(base or os.getcwd())
+    ours_only = [t for t in argv if t.startswith("--")]
+    if ours_only:
+        raise CBinError(f"{ours_only[0]}: this tool's options go before '--' (the flags after it "
+                        "are given to the binary as they are)")
     flags, user_pixels = split_user_argv(list(argv))
     given = list(pixels) + [p for p in user_pixels if p not in pixels]
     outs = harness_outputs(flags, pgm="pgm" in compare_bytes)

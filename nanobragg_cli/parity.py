@@ -19,6 +19,9 @@ path (:func:`~nanobragg_cli.simulate.prepare`, :func:`~nanobragg_cli.simulate.ru
     summary.md            verdict, first divergence and its explanation, metrics, how to reproduce
     sha256.txt            every file of the bundle and every input file (``sha256sum -c`` format)
 
+``nanobragg parity --c-bin PATH [--pixel S F] [--bytes KIND] [--shrink] -- <flags>`` instead runs
+a nanoBragg binary itself (:mod:`nanobragg_cli.cbin_check`, :mod:`nanobragg_cli.cbin_cli`).
+
 Nothing is written to the working folder, and nothing at all on an error: the bundle is built in
 a hidden staging folder and renamed into place when complete. Exit status as ``nanobragg
 compare``: 0 when the first C trace agrees (and the image, if given, is within tolerance), 1 on a

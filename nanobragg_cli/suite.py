@@ -11,6 +11,9 @@ Checks per case (see :func:`check_case`):
 - traces (with ``--traces``, and always for ROI cases): every traced pixel against its
   ``trace_S_F.log``; ``first_divergence`` must be None.
 
+``nanobragg suite --c-bin PATH --cases FILE`` runs a list of command lines through a nanoBragg
+binary instead (:mod:`nanobragg_cli.cbin_cli`).
+
 Modes: ``auto`` runs ``*_spec`` cases (those with ``default_mode_args``) in the default mode on
 those args and every other case with --c-parity; ``--c-parity`` / ``--default-mode`` force one mode
 for all cases.
