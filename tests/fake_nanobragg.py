@@ -13,7 +13,8 @@ The tests install it as an executable with a ``#!<sys.executable>`` line. It is 
 - ``FAKE_NB_RENDER=1``: a command line the corpus does not hold is rendered by ``nanobragg
   --c-parity`` (TRACE_PY lines renamed TRACE_C), so that only the perturbation below diverges:
   used to test --shrink, which needs outputs for every command line it tries.
-- ``FAKE_NB_PERTURB``: ``image:S:F:FACTOR`` multiplies float pixel (S, F) (replay only);
+- ``FAKE_NB_PERTURB``: ``image:S:F:FACTOR`` multiplies float pixel (S, F), ``image:S0-S1:F0-F1:
+  FACTOR`` a block of pixels (replay only);
   ``trace:KEY:FACTOR`` multiplies every number of the TRACE_C lines of KEY. With
   ``FAKE_NB_PERTURB_IF=-flag`` the perturbation applies only when that flag is in the command
   line.
@@ -145,8 +146,9 @@ def main(argv):
         if perturb.startswith("image:"):
             import numpy as np
             _, s, f, factor = perturb.split(":")
+            (s0, s1), (f0, f1) = [(int(t.split("-")[0]), int(t.split("-")[-1])) for t in (s, f)]
             img = np.frombuffer(files["float"], dtype="<f4").reshape(meta["shape_slow_fast"]).copy()
-            img[int(s), int(f)] *= float(factor)
+            img[s0:s1 + 1, f0:f1 + 1] *= float(factor)
             files["float"] = img.astype("<f4").tobytes()
         for kind, name in outputs.items():
             if kind in files:

@@ -75,6 +75,14 @@ def test_a_perturbed_image_pixel_is_traced_as_the_worst(fake, tmp_path, capsys, 
     assert cap.out.rstrip().endswith("first_divergence=image")
 
 
+def test_a_perturbed_image_block_counts_every_pixel(fake, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FAKE_NB_PERTURB", "image:64-65:64-65:1.01")   # the brightest is (65, 65)
+    code, cap = _parity(capsys, fake, tmp_path / "b")
+    assert code == 1
+    assert "4 of 16384 pixels over tolerance" in cap.out
+    assert "pixel (65, 65) [worst+brightest] trace" in cap.out
+
+
 def test_without_trace_pixel_the_printout_values_are_compared(fake, tmp_path, capsys,
                                                               monkeypatch):
     monkeypatch.setenv("FAKE_NB_NO_TRACE", "1")
