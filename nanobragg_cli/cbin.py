@@ -168,9 +168,10 @@ class OurRun:
 
 def run_ours(argv: list, base: Path | None = None, *, c_parity: bool = True,
              dtype: str = "float64", device: str = "cpu", trace_pixels: list = (),
-             window: tuple | None = None) -> OurRun:
+             window: tuple | None = None, progress=None) -> OurRun:
     """Render ``argv`` (nanoBragg flags, plus this tool's --options) in-process in a clean
-    folder, tracing ``trace_pixels`` (slow, fast); ``window`` renders only that block."""
+    folder, tracing ``trace_pixels`` (slow, fast); ``window`` renders only that block;
+    ``progress(done, total)`` hears the render's progress."""
     from contextlib import redirect_stdout
     from .simulate import output_files, prepare, run_simulation, split_tool_options
     from .trace import format_lines
@@ -185,7 +186,7 @@ def run_ours(argv: list, base: Path | None = None, *, c_parity: bool = True,
             cfg = prepare(nb_argv)
             with redirect_stdout(io.StringIO()):
                 res = run_simulation(cfg, tool, extra_trace_pixels=list(trace_pixels),
-                                     window=window)
+                                     window=window, progress=progress)
             kind_of = {cfg.output.floatfile: "float", cfg.output.intfile: "int",
                        cfg.output.pgmfile: "pgm", cfg.output.noisefile: "noise"}
             files = {kind_of[p]: data for p, data in output_files(res)}

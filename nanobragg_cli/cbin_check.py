@@ -139,8 +139,9 @@ def check_binary(binary: str, argv: list, base: Path | None = None, *, c_parity:
                  choose: tuple = CHOICES, compare_bytes: tuple = (),
                  rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
                  image_rtol: float = IMAGE_RTOL, image_atol_fraction: float = IMAGE_ATOL_FRACTION,
-                 timeout: float | None = None) -> BinaryCheck:
-    """Run ``argv`` (nanoBragg flags) through ``binary`` and through us from folder ``base``.
+                 timeout: float | None = None, progress=None) -> BinaryCheck:
+    """Run ``argv`` (nanoBragg flags) through ``binary`` and through us from folder ``base``
+    (``progress``: a RenderProgress for our whole-image render).
     A run that fails on either side is a check with ``error`` set (never raises for that);
     CBinError when the binary cannot be started at all."""
     from .compare import TraceInputError
@@ -162,7 +163,7 @@ def check_binary(binary: str, argv: list, base: Path | None = None, *, c_parity:
         return chk
     kw = dict(c_parity=c_parity, dtype=dtype, device=device)
     try:
-        chk.ours = ours = run_ours(chk.c_argv, base, **kw)
+        chk.ours = ours = run_ours(chk.c_argv, base, progress=progress, **kw)
     except NanoBraggError as err:
         chk.error = f"our run failed: {err}"
         return chk

@@ -45,7 +45,13 @@ def parity_c_bin(binary: str, nb_args: list, out: Path, *, c_parity: bool,
     check_kw = dict(c_parity=c_parity, dtype=dtype, device=device, compare_bytes=byte_kinds,
                     rtol=rtol, atol=atol, image_rtol=image_rtol,
                     image_atol_fraction=image_atol_fraction)
-    chk = check_binary(binary, list(nb_args), Path.cwd(), pixels=pixels, **check_kw)
+    from .progress import RenderProgress
+    bar = RenderProgress(True)
+    try:
+        chk = check_binary(binary, list(nb_args), Path.cwd(), pixels=pixels, progress=bar,
+                           **check_kw)
+    finally:
+        bar.close()
     if chk.error is not None:
         raise NanoBraggError(f"-- {' '.join(nb_args)[:80]}: {chk.error}", exit_code=2)
     click.echo(image_line(chk))
@@ -84,6 +90,7 @@ def suite_c_bin(binary: str, cases_path: Path, *, c_parity: bool, dtype: str, de
                 do_shrink: bool, out: Path | None) -> int:
     """``nanobragg suite --c-bin PATH --cases FILE``; returns the exit status."""
     from .cases_file import read_cases
+    from .progress import RenderProgress
     cases = read_cases(cases_path)
     base = Path(cases_path).resolve().parent
     passed = 0
@@ -92,7 +99,11 @@ def suite_c_bin(binary: str, cases_path: Path, *, c_parity: bool, dtype: str, de
         byte_kinds = ("int",) + (("noise",) if "-seed" in case.flags else ())
         check_kw = dict(c_parity=c_parity, dtype=dtype, device=device, compare_bytes=byte_kinds)
         t = time.perf_counter()
-        chk = check_binary(binary, case.flags, base, **check_kw)
+        bar = RenderProgress(True)
+        try:
+            chk = check_binary(binary, case.flags, base, progress=bar, **check_kw)
+        finally:
+            bar.close()
         click.echo(_row(case.name, chk, time.perf_counter() - t))
         for px in chk.pixels:
             if px.result is not None and px.result.explanation:
