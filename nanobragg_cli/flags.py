@@ -606,4 +606,10 @@ def apply_flags(argv: list, opts: RawOptions | None = None) -> RawOptions:
             vals, nxt = _take_values(flag, token, argv, i)
         flag.apply(opts, token, vals)
         i = nxt
+    # C-parity quirk (-curved_det last): nanoBragg.c reads -curved_det only when another argument
+    # follows it (its test is argc > i+1), so as the last argument it is ignored there
+    opts.curved_detector_c = "-curved_det" in argv[:-1]
+    if opts.curved_detector and not opts.curved_detector_c:
+        opts.warn("-curved_det is the last argument: nanoBragg.c ignores it there (so does "
+                  "--c-parity); the default mode applies it")
     return opts

@@ -72,7 +72,8 @@ def subpixel_positions(scene: Scene, sp: Tensor, fp: Tensor) -> tuple:
     else:  # one layer: Odet = 0
         pos = tuple((Fdet * det.fdet[c] + Sdet * det.sdet[c] + det.pix0[c])
                     .reshape(T, os_ * os_, P) for c in range(3))
-    if scene.cfg.detector.curved:
+    d_cfg = scene.cfg.detector
+    if d_cfg.curved_c if scene.c_parity else d_cfg.curved:
         # pixels on a sphere of radius `distance`: detector coordinates used as angles, as in C
         d = det.distance
         start = (d * det.beam).expand(T, os_ * os_, P, 3)
