@@ -94,7 +94,11 @@ def pixel_geometry(scene: Scene, pix: Tensor) -> PixelGeometry:
     diffracted = (x / airpath, y / airpath, z / airpath)
     omega_sub = solid_angle(det.pixel_size, airpath, det.close_distance,
                             scene.cfg.detector.point_pixel)
-    if scene.detector_thick == 0.0:
+    # C-parity quirk (-oversample_thick without a sensor): with no thickness nanoBragg.c still
+    # recomputes the capture fraction per sub-pixel, exp(0) - exp(0) = 0, so the image is all 0;
+    # the default mode keeps 1 (no sensor model: every photon counts)
+    no_sensor = scene.detector_thick == 0.0
+    if no_sensor and not (scene.c_parity and scene.cfg.sampling.oversample_thick):
         cf_sub = torch.ones_like(airpath)
     else:
         layer = torch.arange(scene.thicksteps, dtype=scene.dtype, device=scene.device)[:, None, None]
