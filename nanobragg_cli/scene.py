@@ -39,7 +39,8 @@ class SceneParams:
 
     Any field may be a tensor with ``requires_grad``; the image is differentiable in it.
     ``cell`` = (a, b, c in Å, alpha, beta, gamma in rad) or None when the crystal comes from an
-    A matrix (``amat``: (3, 3) reciprocal vectors a*, b*, c* as rows, in Å⁻¹, before misset).
+    A matrix (``amat``: (3, 3) reciprocal vectors a*, b*, c* as rows, in Å⁻¹, before misset);
+    with both, the matrix gives the directions and the cell the lengths and volume (as C).
     ``beam_center`` = (fast, slow) in m: the beam spot (Fbeam, Sbeam) for the BEAM pivot, the
     near point (Fclose, Sclose) for the SAMPLE pivot. ``N`` = (Na, Nb, Nc) cell counts.
     ``fhkl`` overrides the structure-factor grid values (same shape as the file's grid).
@@ -146,7 +147,7 @@ def params_from_config(cfg: Config, random_misset: tuple | None = None,
     elif c.misset == "random":
         misset = random_misset
     cell = None
-    if c.user_cell and amat is None:
+    if c.user_cell:  # with -mat too: the matrix's orientation rescaled to these lengths
         a, bb, cc, al, be, ga = c.cell
         bb = a if bb <= 0.0 else bb
         cc = a if cc <= 0.0 else cc
@@ -206,6 +207,11 @@ def build_lattice(p: SceneParams, dtype, device) -> Lattice:
     if p.cell is not None:
         a, b, c, al, be, ga = (_t(x, dtype, device) for x in p.cell)
         a_s, b_s, c_s, V = reciprocal_from_cell(a, b, c, al, be, ga)
+        if p.amat is not None:
+            # -mat with -cell: nanoBragg.c takes the directions from the matrix and forces the
+            # real vectors to the -cell lengths and volume (in either flag order)
+            amat = _t(p.amat, dtype, device)
+            a_s, b_s, c_s = amat[0], amat[1], amat[2]
         return lattice(a_s, b_s, c_s, misset, cell_lengths=(a, b, c), V_cell_cell=V)
     amat = _t(p.amat, dtype, device)
     return lattice(amat[0], amat[1], amat[2], misset)
