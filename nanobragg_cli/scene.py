@@ -322,6 +322,10 @@ def build_scene(cfg: Config, *, c_parity: bool = False, dtype=torch.float64, dev
     umats = None
     if c.mosaic_spread > 0.0:
         umats = _mosaic_umats(c, params, kw, random)
+    else:
+        # nanoBragg.c draws its (identity) domain even without a spread; the draw advances the
+        # random state the noise image continues from when its seed is positive (-seed -7)
+        rng.mosaic_axes_angles(0.0, c.mosaic_domains, c.mosaic_seed, rng=random)
     spindle = vec(d.spindle)
     orient_first = None
     step_map = None
