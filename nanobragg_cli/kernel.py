@@ -19,6 +19,7 @@ import math
 import torch
 from torch import Tensor
 
+from .geometry.beam import e_vector
 from .geometry.rotation import rotate_axis
 from .physics import (GAUSS_WIDTH, ROUND_XTAL_SCALE, TOPHAT_CUT, capture_fraction,
                       polarization_factor, sinc3, sincg_direct, sincg_like_c, sincg_reduced,
@@ -127,7 +128,10 @@ def polarization(scene: Scene, diffracted: tuple) -> Tensor:
         cos2t = sum(d[:, :, None, :] * incident[:, c, None] for c, d in enumerate(diffracted))
         return 0.5 * (1.0 + cos2t * cos2t)
     d = torch.stack(diffracted, dim=-1)[:, :, None, :, :]                # (T, SS, 1, P, 3)
-    return polarization_factor(scene.kahn, incident[:, None, :], d, scene.polar_vector)
+    axis = scene.polar_vector
+    if not scene.c_parity:  # a source along the polarization axis: pick a perpendicular E-vector
+        axis = e_vector(incident, axis)[:, None, :]
+    return polarization_factor(scene.kahn, incident[:, None, :], d, axis)
 
 
 def miller_indices(scene: Scene, scat: tuple, first_sub: tuple | None) -> list:

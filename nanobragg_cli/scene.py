@@ -19,7 +19,7 @@ from torch import Tensor
 from . import rng
 from .config import Config
 from .errors import FlagError, NanoBraggError
-from .geometry.beam import SourceGrid, source_file_grid, source_grid
+from .geometry.beam import SourceGrid, e_vector, source_file_grid, source_grid
 from .geometry.crystal import (Lattice, carryover_sources, lattice, orientations, phi_angles,
                                reciprocal_from_cell)
 from .geometry.detector import DetectorGeometry, detector_geometry
@@ -305,12 +305,20 @@ def build_scene(cfg: Config, *, c_parity: bool = False, dtype=torch.float64, dev
     interpolate = bool(c.interpolate) and sf.count > 0
 
     # sources -----------------------------------------------------------------------------
+    polar_vector = d.polar_vector
+    if not c_parity:
+        polar_vector = tuple(e_vector(torch.tensor(d.beam, dtype=torch.float64),
+                                      torch.tensor(d.polar_vector, dtype=torch.float64)).tolist())
+        if polar_vector != tuple(d.polar_vector):
+            messages.append("  polarization vector %g %g %g lies along the beam: using the "
+                            "E-vector %g %g %g perpendicular to it" % (*d.polar_vector,
+                                                                       *polar_vector))
     lam0 = _t(params.wavelength, dtype, device)
     if b.sourcefile is not None:
         from .io.sources import read_sourcefile
         sources = source_file_grid(read_sourcefile(b.sourcefile), d.beam, b.lambda0, dtype, device)
     else:
-        sources = source_grid(d.beam, d.polar_vector, b.hdivrange, b.hdivstep, b.hdivsteps,
+        sources = source_grid(d.beam, polar_vector, b.hdivrange, b.hdivstep, b.hdivsteps,
                               b.vdivrange, b.vdivstep, b.vdivsteps, b.round_div, b.dispersion,
                               b.dispstep, b.dispsteps, dtype, device)
     if sources.directions.shape[0] == 0:
@@ -358,7 +366,7 @@ def build_scene(cfg: Config, *, c_parity: bool = False, dtype=torch.float64, dev
         fudge=c.fudge, kahn=_t(params.polarization, dtype, device),
         unpolarized=not isinstance(params.polarization, Tensor) and params.polarization == 0.0,
         nopolar=b.nopolar,
-        polar_vector=vec(d.polar_vector), fluence=fluence, steps=steps, I_bg=I_bg,
+        polar_vector=vec(polar_vector), fluence=fluence, steps=steps, I_bg=I_bg,
         water_molecules=molecules, dmin=s.dmin, roi=d.roi, mask=d.mask, params=params,
         recommended_oversample=recommended, hkl_count=sf.count)
 
