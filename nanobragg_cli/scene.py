@@ -164,18 +164,23 @@ def params_from_config(cfg: Config, random_misset: tuple | None = None,
         N=(c.Na, c.Nb, c.Nc), mosaic_spread=c.mosaic_spread)
 
 
-def load_structure_factors(cfg: Config, messages: list) -> StructureFactors:
-    """-hkl (and write the Fdump cache), else an existing Fdump file, else default_F only."""
+def load_structure_factors(cfg: Config, messages: list, c_parity: bool = False) -> StructureFactors:
+    """-hkl (and write the Fdump cache), else an existing Fdump file, else default_F only.
+    ``c_parity``: read -hkl as nanoBragg.c's fscanf passes do (C-parity quirk, io/hkl_c.py)."""
     from .io.hkl import fdump_bytes, hkl_grid, read_fdump, read_hkl
+    from .io.hkl_c import read_hkl_like_c
     from .io.atomic import atomic_write_bytes
 
     c = cfg.crystal
     grid = None
     count = 0
-    if c.hklfile is not None:
+    if c.hklfile is not None and c_parity:
+        grid, count = read_hkl_like_c(c.hklfile, c.default_F)
+    elif c.hklfile is not None:
         hkl, F = read_hkl(c.hklfile)
         grid = hkl_grid(hkl, F, c.default_F, source=c.hklfile)
         count = len(F)
+    if c.hklfile is not None:
         try:
             atomic_write_bytes(c.dumpfile, fdump_bytes(grid))
             messages.append(f"writing dump file for next time: {c.dumpfile}")
@@ -297,7 +302,7 @@ def build_scene(cfg: Config, *, c_parity: bool = False, dtype=torch.float64, dev
         messages.append(f"         recommend -oversample {recommended} to work around this")
 
     # structure factors -------------------------------------------------------------------
-    sf = structure_factors if structure_factors is not None else load_structure_factors(cfg, messages)
+    sf = structure_factors if structure_factors is not None else load_structure_factors(cfg, messages, c_parity)
     if params.fhkl is not None:
         sf = replace(sf, grid=params.fhkl)
     if sf.grid is not None:
