@@ -98,8 +98,7 @@ def pixel_geometry(scene: Scene, pix: Tensor) -> PixelGeometry:
     # C-parity quirk (-oversample_thick without a sensor): with no thickness nanoBragg.c still
     # recomputes the capture fraction per sub-pixel, exp(0) - exp(0) = 0, so the image is all 0;
     # the default mode keeps 1 (no sensor model: every photon counts)
-    no_sensor = scene.detector_thick == 0.0
-    if no_sensor and not (scene.c_parity and scene.cfg.sampling.oversample_thick):
+    if scene.detector_thick == 0.0 and not (scene.c_parity and scene.cfg.sampling.oversample_thick):
         cf_sub = torch.ones_like(airpath)
     else:
         layer = torch.arange(scene.thicksteps, dtype=scene.dtype, device=scene.device)[:, None, None]
@@ -129,7 +128,9 @@ def polarization(scene: Scene, diffracted: tuple) -> Tensor:
         return 0.5 * (1.0 + cos2t * cos2t)
     d = torch.stack(diffracted, dim=-1)[:, :, None, :, :]                # (T, SS, 1, P, 3)
     axis = scene.polar_vector
-    if not scene.c_parity:  # a source along the polarization axis: pick a perpendicular E-vector
+    # C-parity quirk (polarization along the beam): nanoBragg.c's zero basis gives psi = 0 for a
+    # source along the polarization axis; the default mode picks a perpendicular E-vector
+    if not scene.c_parity:
         axis = e_vector(incident, axis)[:, None, :]
     return polarization_factor(scene.kahn, incident[:, None, :], d, axis)
 

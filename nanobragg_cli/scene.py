@@ -310,6 +310,9 @@ def build_scene(cfg: Config, *, c_parity: bool = False, dtype=torch.float64, dev
     interpolate = bool(c.interpolate) and sf.count > 0
 
     # sources -----------------------------------------------------------------------------
+    # C-parity quirk (polarization along the beam): nanoBragg.c keeps a polarization vector along
+    # the beam (zero polarization and divergence axes); the default mode takes the E-vector
+    # perpendicular to the beam that geometry.beam.e_vector picks
     polar_vector = d.polar_vector
     if not c_parity:
         polar_vector = tuple(e_vector(torch.tensor(d.beam, dtype=torch.float64),

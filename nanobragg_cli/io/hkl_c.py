@@ -1,4 +1,4 @@
-"""``-hkl`` files read the way nanoBragg.c reads them (``--c-parity``).
+"""``-hkl`` files read the way nanoBragg.c reads them (``--c-parity``; C-parity quirk: HKL reading).
 
 nanoBragg.c reads the file twice with ``fscanf`` on the whole stream, not line by line: first
 ``"%lg%lg%lg%lg"`` until a field does not parse (the index ranges and the count of reflections),
