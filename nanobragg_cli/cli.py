@@ -117,6 +117,8 @@ def simulate_main(argv: list, written: list | None = None) -> int:
     started, t0 = time.time(), time.perf_counter()
     written = [] if written is None else written
     nb_argv, tool = split_tool_options(argv)
+    from .series import check_no_templates
+    check_no_templates(nb_argv, tool)
     if tool.hdf5:
         from .io.hdf5 import require_h5py
         require_h5py()
@@ -205,6 +207,10 @@ def main(argv: list | None = None) -> int:
             old_term = signal.signal(signal.SIGTERM, _on_sigterm)
         except ValueError:  # not the main thread (an embedding application): leave it alone
             old_term = None
+        from .series import wants_series
+        if wants_series(argv):   # --frames N: many images in one run
+            from .series_run import series_main
+            return series_main(argv, written)
         return simulate_main(argv, written)
     except NanoBraggError as err:
         return _err(str(err), err.exit_code)

@@ -311,22 +311,10 @@ def build_scene(cfg: Config, *, c_parity: bool = False, dtype=torch.float64, dev
         raise FlagError("-divergence: the divergence grid keeps no source")
 
     # φ and mosaic ------------------------------------------------------------------------
-    phis = phi_angles(_t(params.phi0, dtype, device), _t(params.phistep, dtype, device),
-                      s.phisteps, lat.a)
     umats = None
     if c.mosaic_spread > 0.0:
         umats = _mosaic_umats(c, params, kw, random)
-    spindle = vec(d.spindle)
-    orient_first = None
-    step_map = None
-    if c_parity:
-        phi_values = [float(x) for x in phis.detach().cpu()]
-        first, rest = carryover_sources(phi_values)
-        if rest != list(range(len(phi_values))):
-            step_map = rest
-        if first != rest:
-            orient_first = orientations(lat.real, spindle, phis, umats, first)
-    orient = orientations(lat.real, spindle, phis, umats, step_map)
+    phis, orient, orient_first = spindle_orientations(cfg, params, lat, umats, c_parity, kw)
 
     # scaling -----------------------------------------------------------------------------
     n_src = sources.directions.shape[0]
@@ -351,6 +339,40 @@ def build_scene(cfg: Config, *, c_parity: bool = False, dtype=torch.float64, dev
         polar_vector=vec(d.polar_vector), fluence=fluence, steps=steps, I_bg=I_bg,
         water_molecules=molecules, dmin=s.dmin, roi=d.roi, mask=d.mask, params=params,
         recommended_oversample=recommended, hkl_count=sf.count)
+
+
+def spindle_orientations(cfg: Config, params: SceneParams, lat: Lattice, umats, c_parity: bool,
+                         kw: dict) -> tuple:
+    """(phis (Φ,) rad, orient (Φ, M, 3, 3) m, orient_first or None) for the φ range that
+    ``params.phi0``/``params.phistep`` and ``cfg.sampling.phisteps`` describe (the c-parity φ=0
+    carryover included). The only part of a scene that changes between the frames of a series."""
+    phis = phi_angles(_t(params.phi0, **kw), _t(params.phistep, **kw), cfg.sampling.phisteps,
+                      lat.a)
+    spindle = torch.tensor(cfg.detector.spindle, **kw)
+    orient_first = None
+    step_map = None
+    if c_parity:
+        phi_values = [float(x) for x in phis.detach().cpu()]
+        first, rest = carryover_sources(phi_values)
+        if rest != list(range(len(phi_values))):
+            step_map = rest
+        if first != rest:
+            orient_first = orientations(lat.real, spindle, phis, umats, first)
+    orient = orientations(lat.real, spindle, phis, umats, step_map)
+    return phis, orient, orient_first
+
+
+def rotated_scene(scene: Scene, cfg: Config, phi0=None) -> Scene:
+    """``scene`` turned to another spindle start angle: the φ range of ``cfg`` (same φ steps),
+    or ``phi0`` (rad, float or tensor) when given; everything else (detector, sources, structure
+    factors, mosaic domains, crystal shape) is shared, not rebuilt. ``cfg`` becomes the scene's
+    configuration (SMV headers and reports read the frame's φ from it)."""
+    params = replace(scene.params, phi0=cfg.sampling.phi0 if phi0 is None else phi0)
+    kw = dict(dtype=scene.dtype, device=scene.device)
+    phis, orient, orient_first = spindle_orientations(cfg, params, scene.lattice, scene.umats,
+                                                      scene.c_parity, kw)
+    return replace(scene, cfg=cfg, params=params, phis=phis, orient=orient,
+                   orient_first=orient_first)
 
 
 def _layer_thickness(s, c_parity: bool) -> float:
