@@ -18,7 +18,7 @@ import time
 from . import __version__
 from .errors import NanoBraggError
 
-SUBCOMMANDS = ("compare", "parity", "suite", "bench")
+SUBCOMMANDS = ("compare", "parity", "suite", "bench", "batch")
 HELP = ("-h", "--help", "-help")
 EXIT_INTERRUPT = 130
 EXIT_TERMINATED = 143
