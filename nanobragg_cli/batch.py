@@ -150,7 +150,6 @@ class _Renderers:
         self.current = None
         self.current_cfg = None
         self.sf = {}
-        self.setup_seconds = 0.0
         self.messages = []
 
     def __call__(self, frame, cfg):
@@ -161,7 +160,6 @@ class _Renderers:
         key = (c.hklfile, c.dumpfile, c.default_F)
         r = FrameRenderer(cfg, self.tool, structure_factors=self.sf.get(key))
         self.sf[key] = r.scene.sf
-        self.setup_seconds += r.setup_seconds
         if not self.messages:
             self.messages = list(r.messages)
         self.current, self.current_cfg = r, cfg
@@ -174,7 +172,7 @@ def batch_main(shots_path: str, argv: list, written: list) -> int:
     from .series import frames_to_render, split_series_options
     from .series_manifest import (complete_frames, configuration_key, manifest_bytes,
                                   read_previous, series_manifest)
-    from .series_run import progress_wanted, run_frames, tool_argv, _note
+    from .series_run import _note, progress_wanted, run_frames, summary_line, tool_argv
     from .io.atomic import atomic_write_bytes
     from .simulate import split_tool_options
 
@@ -232,11 +230,10 @@ def batch_main(shots_path: str, argv: list, written: list) -> int:
     records = dict(done)
     if write_manifest is not None and not todo:
         write_manifest(records)
+    t_frames = time.perf_counter()
     run_frames(todo, lambda f: configs[f.number], renderers, tool, written, records,
                write_manifest=write_manifest, progress=progress_wanted(base_cfg, tool))
-    wall = time.perf_counter() - t0
-    print(f"batch: {len(todo)} shots rendered in {wall:.2f} s (set-up "
-          f"{renderers.setup_seconds:.2f} s)", flush=True)
+    print(summary_line("batch", len(todo), t0, t_frames), flush=True)
     return 0
 
 

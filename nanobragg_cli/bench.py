@@ -37,6 +37,10 @@ _B1 = ("-cell 100 100 100 90 90 90 -default_F 100 -N 5 -lambda 1 -distance 100 "
 _B3 = ("-cell 100 100 100 90 90 90 -default_F 100 -N 10 -lambda 1 -distance 100 "
        "-detpixels_x 2463 -detpixels_y 2527 -pixel 0.1 -oversample 1")
 _MOSAIC_PHI = "-mosaic 0.5 -mosaic_domains 10 -phisteps 5 -osc 0.5"
+_SERIES_S1 = "-osc 0.1 -phisteps 2"
+_SERIES_S2 = "-osc 0.1 -phisteps 10"
+SERIES_OUTPUT_FLAGS = ("-floatfile", "f_###.bin", "-intfile", "i_###.img", "-nopgm", "-nonoise",
+                       "-noprogress")
 _TINY = ("-cell 100 100 100 90 90 90 -default_F 100 -N 5 -lambda 1 -distance 100 "
          "-detpixels 64 -pixel 0.1")
 
@@ -55,10 +59,13 @@ RECORDED_C = {
 
 @dataclass(frozen=True)
 class Benchmark:
-    """One benchmark: nanoBragg.c flags without output flags (paths relative to its folder)."""
+    """One benchmark: nanoBragg.c flags without output flags (paths relative to its folder).
+    ``frames`` > 0: a rotation series of that many frames (ours: one ``--frames`` process; C: a
+    shell loop, one process per frame, with each frame's own command line)."""
     id: str
     title: str
     args: tuple
+    frames: int = 0
 
 
 @dataclass
@@ -71,6 +78,7 @@ class Work:
     phi_steps: int
     thick_steps: int
     shape_slow_fast: tuple
+    frames: int = 1
 
     @property
     def evals_per_pixel(self) -> int:
@@ -79,7 +87,7 @@ class Work:
 
     @property
     def evaluations(self) -> int:
-        return self.pixels * self.evals_per_pixel
+        return self.pixels * self.evals_per_pixel * self.frames
 
 
 @dataclass
@@ -146,7 +154,14 @@ def standard_set(golden: Path) -> dict:
                         tuple(f"{_B1} {_MOSAIC_PHI}".split())),
         "B3": Benchmark("B3", "2463×2527, N=10, oversample 1", tuple(_B3.split())),
         "B4": None,
+        "S1": Benchmark("S1", "series: 100 frames of B1, -osc 0.1 -phisteps 2",
+                        tuple(f"{_B1} {_SERIES_S1}".split()), frames=100),
+        "S2": None,
     }
+
+
+# the benchmarks a bare `nanobragg bench` runs (the series ones are asked for by name)
+DEFAULT_SET = ("B1", "B2", "B3", "B4")
 
 
 def tiny_set() -> dict:
@@ -156,13 +171,16 @@ def tiny_set() -> dict:
         "T2": Benchmark("T2", "T1 + 2 mosaic domains × 2 φ steps",
                         tuple(f"{_TINY} -mosaic 0.5 -mosaic_domains 2 -phisteps 2 -osc 0.5"
                               .split())),
+        "T3": Benchmark("T3", "series: 3 frames of T1, -osc 0.1 -phisteps 2",
+                        tuple(f"{_TINY} {_SERIES_S1}".split()), frames=3),
     }
 
 
 def select(ids: str | None, tiny: bool, golden: Path) -> list:
     """The benchmarks named in ``ids`` ("B1,B3"), or the whole set."""
     table = tiny_set() if tiny else standard_set(golden)
-    wanted = list(table) if not ids else [x.strip().upper() for x in ids.split(",") if x.strip()]
+    default = [x for x in table if x in DEFAULT_SET] if not tiny else list(table)
+    wanted = default if not ids else [x.strip().upper() for x in ids.split(",") if x.strip()]
     unknown = [x for x in wanted if x not in table]
     if unknown or not wanted:
         raise FlagError(f"--set: unknown benchmark {', '.join(unknown) or '(none)'} "
@@ -176,6 +194,10 @@ def select(ids: str | None, tiny: bool, golden: Path) -> list:
         if bid == "B4":
             out.append(Benchmark("B4", "supervisor command (golden case), 2463×2527, 10 φ",
                                  supervisor_args(golden)))
+        elif bid == "S2":
+            out.append(Benchmark("S2", "series: 10 frames of the supervisor command, "
+                                 "-osc 0.1 -phisteps 10",
+                                 supervisor_args(golden) + tuple(_SERIES_S2.split()), frames=10))
         else:
             out.append(table[bid])
     return out
@@ -191,7 +213,7 @@ def make_workdir(root: Path, bench: Benchmark, golden: Path) -> Path:
     return work
 
 
-def resolve_work(args: tuple, workdir: Path) -> Work:
+def resolve_work(args: tuple, workdir: Path, frames: int = 0) -> Work:
     """Resolve ``args`` with our own config code (CPU, float64) and count the work."""
     from .render import rendered_pixels
     from .scene import build_scene
@@ -202,7 +224,36 @@ def resolve_work(args: tuple, workdir: Path) -> Work:
         pixels = int(rendered_pixels(scene).numel())
     return Work(pixels=pixels, oversample=scene.oversample, sources=scene.n_src,
                 mosaic_domains=scene.n_mos, phi_steps=scene.n_phi, thick_steps=scene.thicksteps,
-                shape_slow_fast=(scene.spixels, scene.fpixels))
+                shape_slow_fast=(scene.spixels, scene.fpixels), frames=max(1, frames))
+
+
+def series_frames(args: tuple, frames: int, workdir: Path) -> list:
+    """The frames of a series benchmark (our own plan: each frame's single-image flags)."""
+    from .series import SeriesOptions, plan_series, series_templates
+    from .simulate import prepare, split_tool_options
+    nb, tool = split_tool_options(list(args) + list(SERIES_OUTPUT_FLAGS))
+    with contextlib.chdir(workdir):
+        cfg = prepare(nb)
+    return plan_series(nb, cfg, SeriesOptions(frames=frames), series_templates(nb, tool))
+
+
+def series_commands(bench: Benchmark, runner: "Runner", workdir: Path) -> tuple:
+    """(command, [(output name, expected size or None)]) of ``runner`` on series ``bench``:
+    ours in one process (--frames), C as a shell loop with one process per frame."""
+    frames = series_frames(bench.args, bench.frames, workdir)
+    expect = []
+    for f in frames:
+        out = dict(f.outputs)
+        expect += [(out["-floatfile"], "float"), (out["-intfile"], None)]
+    if runner.key != "c":
+        cmd = [*runner.prefix, *bench.args, *SERIES_OUTPUT_FLAGS, "--frames", str(bench.frames),
+               *runner.suffix]
+        return cmd, expect
+    script = workdir / "c_loop.sh"
+    lines = ["set -e"] + [shlex.join([*runner.prefix, *f.argv]) + " > /dev/null"
+                          for f in frames]
+    script.write_text("\n".join(lines) + "\n")
+    return ["sh", str(script.name)], expect
 
 
 # -----------------------------------------------------------------------------------------------
@@ -297,12 +348,16 @@ def _read_rss_kb(path: Path) -> float | None:
 
 
 def run_once(cmd: list, cwd: Path, env: dict, expect_float_bytes: int,
-             timeout: float | None = None, launcher: list | None = None) -> RunResult:
+             timeout: float | None = None, launcher: list | None = None,
+             expect: list | None = None) -> RunResult:
     """Run ``cmd`` in ``cwd``: wall time from start to exit, and the program's own peak RSS.
 
-    The previous run's images are removed first, so a run that writes nothing cannot pass."""
+    ``expect``: [(file name, "float" or None)] the run must write (default: f.bin and i.img);
+    "float" files must hold ``expect_float_bytes``. They are removed first, so a run that writes
+    nothing cannot pass."""
     launcher = launcher or rss_launcher()[0]
-    for name in (FLOAT_OUT, INT_OUT):
+    expect = expect or [(FLOAT_OUT, "float"), (INT_OUT, None)]
+    for name, _ in expect:
         with contextlib.suppress(FileNotFoundError):
             (cwd / name).unlink()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -333,10 +388,15 @@ def run_once(cmd: list, cwd: Path, env: dict, expect_float_bytes: int,
     elif rss_kb is None:
         error = "the launcher reported no peak RSS"
     else:
-        size = (cwd / FLOAT_OUT).stat().st_size if (cwd / FLOAT_OUT).exists() else None
-        if size != expect_float_bytes or not (cwd / INT_OUT).exists():
-            error = (f"exit 0 but {FLOAT_OUT} has {size} bytes (expected {expect_float_bytes})"
-                     f"{'' if (cwd / INT_OUT).exists() else f' and no {INT_OUT}'}")
+        for name, kind in expect:
+            path = cwd / name
+            size = path.stat().st_size if path.exists() else None
+            if size is None:
+                error = f"exit 0 but no {name}"
+                break
+            if kind == "float" and size != expect_float_bytes:
+                error = f"exit 0 but {name} has {size} bytes (expected {expect_float_bytes})"
+                break
     return RunResult(wall_s=wall, peak_rss_mb=(rss_kb or 0.0) / 1024.0, returncode=rc,
                      error=error, loadavg_1m=load)
 
@@ -367,26 +427,55 @@ def run_benchmark(bench: Benchmark, work: Work, workdir: Path, runners: list, re
     that a noisy neighbour hurts both alike. Returns {runner key: RunnerResult} plus, when a "c"
     runner ran, each other runner's max relative image difference from C."""
     expect = 4 * work.shape_slow_fast[0] * work.shape_slow_fast[1]
-    results = {r.key: RunnerResult(command=[*r.prefix, *bench.args, *OUTPUT_FLAGS, *r.suffix])
-               for r in runners}
-    images = {}
+    commands, files, last_float = {}, {}, {}
+    for r in runners:
+        if bench.frames:
+            commands[r.key], files[r.key] = series_commands(bench, r, workdir)
+            last_float[r.key] = [n for n, kind in files[r.key] if kind == "float"][-1]
+        else:
+            commands[r.key] = [*r.prefix, *bench.args, *OUTPUT_FLAGS, *r.suffix]
+            files[r.key], last_float[r.key] = None, FLOAT_OUT
+    results = {r.key: RunnerResult(command=commands[r.key]) for r in runners}
+    images, series = {}, {}
     for i in range(repeats):
         for r in runners:
             res = results[r.key]
             if res.runs and res.runs[-1].error:
                 continue
-            run = run_once(res.command, workdir, r.env, expect, timeout, launcher)
+            run = run_once(res.command, workdir, r.env, expect, timeout, launcher,
+                           files[r.key])
+            if bench.frames and r.key != "c" and run.error is None:
+                series[r.key] = series_note(workdir / "stdout.txt", bench.frames)
             res.runs.append(run)
             if log:
                 log(f"{bench.id} {r.label} run {i + 1}/{repeats}: "
                     + (f"{run.wall_s:.2f} s, {run.peak_rss_mb:.0f} MB" if run.error is None
                        else f"FAILED ({run.error})"))
             if i == repeats - 1 and run.error is None:
-                images[r.key] = _read_float(workdir / FLOAT_OUT, work.shape_slow_fast)
+                images[r.key] = _read_float(workdir / last_float[r.key], work.shape_slow_fast)
     diffs = {}
     if "c" in images:
         diffs = {k: max_rel_diff(img, images["c"]) for k, img in images.items() if k != "c"}
-    return {"results": results, "diff_vs_c": diffs}
+    out = {"results": results, "diff_vs_c": diffs}
+    if bench.frames:
+        out["series"] = series
+    return out
+
+
+def series_note(stdout: Path, frames: int) -> dict | None:
+    """Our series run's own account: {"frames", "setup_s", "per_frame_s"} from its summary line
+    (``series: N frames rendered in T s (set-up S s, F s per frame)``)."""
+    import re
+    try:
+        text = stdout.read_text(errors="replace")
+    except OSError:
+        return None
+    m = re.search(r"series: (\d+) frames rendered in ([\d.]+) s \(set-up ([\d.]+) s, "
+                  r"([\d.e+-]+) s per frame\)", text)
+    if not m:
+        return None
+    return {"frames": int(m.group(1)), "in_process_s": float(m.group(2)),
+            "setup_s": float(m.group(3)), "per_frame_s": float(m.group(4))}
 
 
 def _default_threads() -> int:
@@ -413,7 +502,7 @@ def run_suite(benchmarks: list, *, threads: int, repeats: int, dtypes: list, dev
         runners += [c] if c else []
         for bench in benchmarks:
             workdir = make_workdir(Path(tmp), bench, golden)
-            work = resolve_work(bench.args, workdir)
+            work = resolve_work(bench.args, workdir, bench.frames)
             if log:
                 log(f"{bench.id}: {work.evaluations / 1e6:.3g} M sub-pixel evaluations")
             outcome = run_benchmark(bench, work, workdir, runners, repeats, timeout, log, launcher)
@@ -471,6 +560,10 @@ def bench_command(ids, repeats, dtypes, device, threads, extra, c_bin, json_path
     B3  2463x2527 detector, -N 10, -oversample 1
     B4  the supervisor command of the golden corpus (needs it: NB_GOLDEN_DIR)
     All with -floatfile f.bin -intfile i.img -nopgm -nonoise -noprogress.
+    Series (only when named, e.g. --set S1,S2): ours = one --frames process, C = a shell loop
+    with one process per frame (each frame's own -phi), same frames and threads:
+    S1  100 frames of B1 with -osc 0.1 -phisteps 2
+    S2  10 frames of the supervisor command with -osc 0.1 -phisteps 10
     """
     try:
         extra_args = shlex.split(extra)

@@ -40,15 +40,14 @@ def tool_argv(tool) -> list:
 class FrameRenderer:
     """Shared set-up of the frames of one run (all frames share everything but the φ range).
 
-    ``cfg``: the resolved Config of the first frame to render; ``tool``: ToolOptions.
-    ``setup_seconds``: time spent building the scene (structure factors read here, once).
+    ``cfg``: the resolved Config of the first frame to render; ``tool``: ToolOptions;
+    ``structure_factors``: reuse these instead of reading the file again.
     """
 
     def __init__(self, cfg, tool, structure_factors=None):
         import torch
         from . import rng
         from .scene import build_scene
-        t0 = time.perf_counter()
         if tool.threads:
             torch.set_num_threads(tool.threads)
         if tool.device.startswith("cuda") and not torch.cuda.is_available():
@@ -61,7 +60,6 @@ class FrameRenderer:
         self.scene = build_scene(cfg, c_parity=tool.c_parity, dtype=dtype, device=tool.device,
                                  messages=self.messages, random=self.random,
                                  structure_factors=structure_factors)
-        self.setup_seconds = time.perf_counter() - t0
 
     def render(self, cfg, progress=None):
         """The SimulationResult of the frame whose resolved Config is ``cfg`` (its φ range)."""
@@ -281,17 +279,24 @@ def series_main(argv: list, written: list) -> int:
     records = dict(done)
     if write_manifest is not None and not todo:
         write_manifest(records)
+    t_frames = time.perf_counter()
     run_frames(todo, config_of, lambda frame, c: renderer, tool, written, records,
                write_manifest=write_manifest, store_image=store_image,
                progress=progress_wanted(cfg, tool))
     if nxs is not None:
         commit_frame([(tool.hdf5, nxs.finish())], written)
-    wall = time.perf_counter() - t0
-    setup = renderer.setup_seconds if renderer is not None else 0.0
-    per = (wall - setup) / len(todo) if todo else 0.0
-    print(f"series: {len(todo)} frames rendered in {wall:.2f} s (set-up {setup:.2f} s, "
-          f"{per:.2f} s per frame)", flush=True)
+    print(summary_line("series", len(todo), t0, t_frames), flush=True)
     return 0
+
+
+def summary_line(kind: str, n: int, t0: float, t_frames: float) -> str:
+    """``series: N frames rendered in T s (set-up S s, F s per frame)``: T from the start of the
+    command (torch import included), S until the first frame starts (flags, inputs, scene)."""
+    now = time.perf_counter()
+    per = (now - t_frames) / n if n else 0.0
+    what = "frames" if kind == "series" else "shots"
+    return (f"{kind}: {n} {what} rendered in {now - t0:.2f} s (set-up {t_frames - t0:.2f} s, "
+            f"{per:.3g} s per {what[:-1]})")
 
 
 def _misset_value(frame):
