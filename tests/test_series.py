@@ -266,3 +266,23 @@ def test_a_frame_equals_nanobragg_c(tmp_path):
                    stdout=subprocess.DEVNULL)
     for name in ("f_003.bin", "i_003.img", "n_003.img"):
         assert (run / name).read_bytes() == (c / name).read_bytes(), name
+
+
+def test_api_render_series_matches_the_cli_frames_and_is_differentiable(tmp_path):
+    import torch
+    from nanobragg_cli.api import Simulator
+    assert _run(BASE + ["-floatfile", "f_#.bin", "-nonoise", "--frames", "3"], tmp_path) == 0
+    sim = Simulator.from_flags([a for a in BASE if a != "-noprogress"])
+    images = list(sim.render_series(3))
+    assert len(images) == 3 and images[0].shape == (24, 24)
+    for k, img in enumerate(images):
+        cli = np.fromfile(tmp_path / f"f_{k + 1}.bin", dtype="<f4").reshape(24, 24)
+        ref = img.detach().numpy().astype(np.float32)
+        np.testing.assert_allclose(ref, cli, rtol=1e-5, atol=1e-7 * cli.max())
+    p = sim.parameters(["distance", "phi0"], units="flag")
+    total = sum(img.sum() for img in sim.render_series(2, p, units="flag", osc=0.5))
+    total.backward()
+    assert torch.isfinite(p["distance"].grad) and p["distance"].grad != 0
+    assert torch.isfinite(p["phi0"].grad) and p["phi0"].grad != 0
+    with pytest.raises(Exception, match="frames: expected a positive integer"):
+        sim.render_series(0)
