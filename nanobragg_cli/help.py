@@ -14,7 +14,7 @@ from . import __version__
 from .flags import FLAGS, GROUPS
 
 # Tool options (double dash): not nanoBragg.c's, so not in the flag table. Every name of
-# simulate.TOOL_FLAGS must appear here (tests/test_help.py checks it).
+# simulate.TOOL_FLAGS and series.SERIES_OPTIONS must appear here (tests check it).
 TOOL_OPTIONS = (
     ("--c-parity", "", "reproduce nanoBragg.c's single-threaded arithmetic, quirks included "
      "(default: physically correct mode)"),
@@ -32,6 +32,11 @@ TOOL_OPTIONS = (
     ("--png", "FILE", "also write a grayscale PNG picture of the image"),
     ("--png-scale", "log|sqrt", "PNG brightness scale, clipped at the 99.9th percentile "
      "(default: log)"),
+    ("--frames", "N", "render a rotation series of N frames, frame i starting at -phi + i*osc; "
+     "output names are templates, a run of '#' becomes the frame number"),
+    ("--first-frame", "K", "number of the first frame in the file names (default: 1)"),
+    ("--resume", "", "with --frames and --manifest: render only the frames whose files are "
+     "missing or differ from the manifest"),
     ("--version", "", "print the version and exit"),
     ("--help", "", "print this help and exit"),
 )
@@ -42,6 +47,8 @@ SUBCOMMANDS_HELP = (
     ("parity", "...", "write a parity evidence bundle (traces, comparison, environment)"),
     ("suite", "GOLDEN_DIR", "run a golden corpus and compare every case (CI parity job)"),
     ("bench", "...", "time our renders (and nanoBragg.c's, if given)"),
+    ("batch", "SHOTS.jsonl [-- FLAGS]", "render a shot list: one image per line "
+     "{\"id\": ..., \"flags\": ...}, its flags added to the base FLAGS"),
 )
 
 # How the values of a flag are shown, where its unit alone would not say it.

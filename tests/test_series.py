@@ -286,3 +286,12 @@ def test_api_render_series_matches_the_cli_frames_and_is_differentiable(tmp_path
     assert torch.isfinite(p["phi0"].grad) and p["phi0"].grad != 0
     with pytest.raises(Exception, match="frames: expected a positive integer"):
         sim.render_series(0)
+
+
+def test_help_lists_the_series_options_and_batch():
+    from nanobragg_cli.help import help_text
+    from nanobragg_cli.series import SERIES_OPTIONS
+    text = help_text(width=100)
+    for name in SERIES_OPTIONS:
+        assert f"  {name}" in text, name
+    assert "  batch " in text
