@@ -143,6 +143,37 @@ def run_frames(todo: list, configs, renderer_for, tool, written: list, records: 
     from .series_manifest import frame_record
     bar = FrameProgress(progress, len(todo))
     targv = tool_argv(tool)
+    try:
+        _frames_loop(todo, configs, renderer_for, tool, written, records, write_manifest,
+                     store_image, bar, targv, frame_record)
+    except BaseException:   # Ctrl-C, SIGTERM, an error: say which frames are complete
+        if records:
+            extra = [p for p in written if p not in _frame_paths(records)]
+            written[:] = [f"the files of {len(records)} complete frame(s) "
+                          f"({_ranges(sorted(records))})"] + extra
+        raise
+    return records
+
+
+def _frame_paths(records: dict) -> set:
+    return {f["path"] for rec in records.values() for f in rec["files"]}
+
+
+def _ranges(numbers: list) -> str:
+    """'1-3, 7' for [1, 2, 3, 7]."""
+    out, start, prev = [], None, None
+    for n in numbers + [None]:
+        if start is not None and (n is None or n != prev + 1):
+            out.append(str(start) if start == prev else f"{start}-{prev}")
+            start = None
+        if n is not None and start is None:
+            start = n
+        prev = n
+    return ", ".join(out)
+
+
+def _frames_loop(todo, configs, renderer_for, tool, written, records, write_manifest,
+                 store_image, bar, targv, frame_record) -> None:
     for frame in todo:
         t0 = time.perf_counter()
         cfg = configs(frame)
@@ -157,7 +188,6 @@ def run_frames(todo: list, configs, renderer_for, tool, written: list, records: 
             store_image(frame, res)
         print(frame_line(frame, res, files, seconds), flush=True)
         bar.frame_done()
-    return records
 
 
 def _note(message: str) -> None:
