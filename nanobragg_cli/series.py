@@ -137,10 +137,6 @@ def parsed_value(name: str, text: str, attr: str):
 
 # ---- output templates ----------------------------------------------------------------------
 
-def is_template(path: str | None) -> bool:
-    return bool(path) and ("#" in path or "{id}" in path)
-
-
 def expand(flag: str, template: str, number: int, shot_id: str | None = None) -> str:
     """The file name of frame ``number``: the run of ``#`` replaced by the number zero-padded to
     its length (``sweep_#####.img``, 7 -> ``sweep_00007.img``), ``{id}`` by the shot id."""

@@ -20,6 +20,7 @@ import datetime
 import hashlib
 import json
 import os
+import shlex
 
 from .errors import InputFileError
 from .manifest import MANIFEST_VERSION, file_record, versions_record
@@ -40,15 +41,10 @@ def frame_record(frame, tool_argv: list, files: list, seconds: float | None) -> 
         "index": frame.index, "number": frame.number, "id": frame.shot_id,
         "phi_deg": frame.phi_deg, "seed": frame.seed,
         "command": frame.command(tool_argv), "command_line": frame.command_line(tool_argv),
-        "nanoBragg_c": " ".join(_quote(a) for a in frame.c_command()),
+        "nanoBragg_c": shlex.join(frame.c_command()),
         "files": [file_record(flag, path, data) for flag, path, data in files],
         "seconds": seconds,
     }
-
-
-def _quote(arg: str) -> str:
-    import shlex
-    return shlex.quote(arg)
 
 
 def series_manifest(kind: str, argv: list, started: float, head: dict, frames: list) -> dict:

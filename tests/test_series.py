@@ -295,3 +295,28 @@ def test_help_lists_the_series_options_and_batch():
     for name in SERIES_OPTIONS:
         assert f"  {name}" in text, name
     assert "  batch " in text
+
+
+def test_nxmx_series_after_resume_holds_every_frame(tmp_path, monkeypatch):
+    h5py = pytest.importorskip("h5py")
+    args = BASE + ["-floatfile", "f_#.bin", "-nonoise", "--frames", "3", "--hdf5", "s.h5",
+                   "--manifest", "m.json"]
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    whole.mkdir()
+    part.mkdir()
+    assert _run(args, whole) == 0
+    commit = series_run.commit_frame
+
+    def interrupted(files, written):
+        if any(p.endswith("f_2.bin") for p, _ in files):
+            raise KeyboardInterrupt
+        commit(files, written)
+
+    monkeypatch.setattr(series_run, "commit_frame", interrupted)
+    assert _run(args, part) == 130
+    assert not (part / "s.h5").exists()     # written once the series is complete
+    monkeypatch.setattr(series_run, "commit_frame", commit)
+    assert _run(args + ["--resume"], part) == 0
+    with h5py.File(whole / "s.h5", "r") as a, h5py.File(part / "s.h5", "r") as b:
+        assert np.array_equal(a["/entry/data/data"][()], b["/entry/data/data"][()])
+        assert list(b["/entry/sample/transformations/phi"][()]) == [0.0, 0.5, 1.0]
