@@ -79,15 +79,21 @@ def read_shots(path: str) -> list:
     return shots
 
 
-def plan_batch(path: str, base_argv: list, tool, first: int) -> tuple:
-    """([Frame], {number: Config}, base Config) of a shot list; resolves every shot first."""
+def plan_batch(path: str, base_argv: list, tool, first: int, previous: dict | None = None) -> tuple:
+    """([Frame], {number: Config}, base Config, {"noise_seed": S, "misset_seed": M}) of a shot
+    list (shot i's noise: -seed S+i; a random misset: -misset_seed M); resolves every shot first.
+    ``previous``: the manifest being resumed (its seeds are kept when the flags give none)."""
     from dataclasses import replace
-    from .series import Frame, expand, frame_argv, last_value, named_outputs
+    from .series import (Frame, base_seed, expand, frame_argv, last_value, misset_seed,
+                         named_outputs)
     from .simulate import prepare
     shots = read_shots(path)
     base_cfg = prepare(base_argv)
-    seed0 = -base_cfg.output.seed
-    misset0 = -base_cfg.crystal.misset_seed
+    seed0 = base_seed(base_cfg, previous)
+    misset0 = misset_seed(base_cfg, previous)
+    if misset0 is None:   # a shot may still ask for -misset random
+        misset0 = -base_cfg.crystal.misset_seed if previous is None or \
+            previous.get("misset_seed") is None else int(previous["misset_seed"])
     frames, configs, seen = [], {}, {}
     for i, (line, shot_id, flags) in enumerate(shots):
         where = f"{path}:{line}"
@@ -128,7 +134,7 @@ def plan_batch(path: str, base_argv: list, tool, first: int) -> tuple:
         frames.append(Frame(index=i, number=number, argv=tuple(fargv), outputs=tuple(outputs),
                             seed=seed, shot_id=shot_id))
         configs[number] = cfg
-    return frames, configs, base_cfg
+    return frames, configs, base_cfg, {"noise_seed": seed0, "misset_seed": misset0}
 
 
 def _same_scene(a, b) -> bool:
@@ -170,9 +176,8 @@ def batch_main(shots_path: str, argv: list, written: list) -> int:
     from . import preflight
     from .manifest import file_record
     from .series import frames_to_render, split_series_options
-    from .series_manifest import (complete_frames, configuration_key, manifest_bytes,
-                                  read_previous, series_manifest)
-    from .series_run import _note, progress_wanted, run_frames, summary_line, tool_argv
+    from .series_manifest import complete_frames, configuration_key, manifest_bytes, series_manifest
+    from .series_run import _note, progress_wanted, resumable, run_frames, summary_line, tool_argv
     from .io.atomic import atomic_write_bytes
     from .simulate import split_tool_options
 
@@ -187,7 +192,7 @@ def batch_main(shots_path: str, argv: list, written: list) -> int:
     if sopts.resume and not tool.manifest:
         raise FlagError("--resume: needs --manifest FILE (the record of the complete shots)")
     preflight.check_header_inputs(base_argv)
-    frames, configs, base_cfg = plan_batch(shots_path, base_argv, tool, sopts.first)
+    frames, configs, base_cfg, seeds = plan_batch(shots_path, base_argv, tool, sopts.first)
     inputs = [("batch", shots_path)]
     for cfg in configs.values():
         inputs += [i for i in preflight.input_files(cfg) if i not in inputs]
@@ -195,7 +200,10 @@ def batch_main(shots_path: str, argv: list, written: list) -> int:
     input_records = [file_record(flag, path) for flag, path in inputs]
     targv = tool_argv(tool)
     key = configuration_key("batch", base_argv, targv, input_records)
-    previous = read_previous(tool.manifest, "batch") if sopts.resume else None
+    previous = resumable(tool.manifest, "batch", key) if sopts.resume else None
+    if previous is not None:   # again, with the seeds of the run being resumed
+        frames, configs, base_cfg, seeds = plan_batch(shots_path, base_argv, tool, sopts.first,
+                                                      previous)
     done = complete_frames(previous, frames, targv, key)
     todo = frames_to_render(frames, set(done))
     planned = [(flag, p) for f in frames for flag, p in f.outputs]
@@ -210,14 +218,15 @@ def batch_main(shots_path: str, argv: list, written: list) -> int:
     for w in base_cfg.warnings:
         _note(f"warning: {w}")
     if any(f.seed is not None for f in frames) and not base_cfg.output.seed_given:
-        _note(f"noise seed: shot i uses -seed {-base_cfg.output.seed}+i unless it gives its own "
-              f"(repeat with -seed {-base_cfg.output.seed})")
+        s0 = seeds["noise_seed"]
+        _note(f"noise seed: shot i uses -seed {s0}+i unless it gives its own "
+              f"(repeat with -seed {s0})")
     print(f"batch: {len(frames)} shots from {shots_path}, {len(todo)} to render, "
           f"{len(frames) - len(todo)} already complete", flush=True)
     renderers = _Renderers(tool)
     head = {"mode": "c-parity" if tool.c_parity else "default", "dtype": tool.dtype,
             "device": tool.device, "configuration_sha256": key,
-            "noise_seed": -base_cfg.output.seed, "misset_seed": None, "inputs": input_records}
+            "inputs": input_records, **seeds}
     write_manifest = None
     if tool.manifest:
         def write_manifest(records):

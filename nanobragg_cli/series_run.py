@@ -220,6 +220,18 @@ def announce(cfg, tool, frames: list, renderer) -> None:
               f"{last_value(list(frames[0].argv), '-misset_seed')} (repeat with -misset_seed)")
 
 
+def resumable(path: str, kind: str, key: str) -> dict | None:
+    """The manifest ``--resume`` continues (its seeds and complete frames), or None: none yet,
+    or one of another configuration (then every frame is rendered again, as said on stderr)."""
+    from .series_manifest import read_previous
+    previous = read_previous(path, kind)
+    if previous is not None and previous.get("configuration_sha256") != key:
+        _note(f"--resume: {path} records another configuration (flags, tool options or input "
+              "files changed): rendering every frame")
+        return None
+    return previous
+
+
 def series_main(argv: list, written: list) -> int:
     """``nanobragg <flags> --frames N [--first-frame K] [--resume]``: a rotation series."""
     from . import preflight
@@ -227,8 +239,7 @@ def series_main(argv: list, written: list) -> int:
     from .manifest import file_record
     from .series import (frame_config, frames_to_render, plan_series, series_templates,
                          split_series_options)
-    from .series_manifest import (complete_frames, configuration_key, manifest_bytes,
-                                  read_previous, series_manifest)
+    from .series_manifest import complete_frames, configuration_key, manifest_bytes, series_manifest
     from .simulate import prepare, split_tool_options
 
     started, t0 = time.time(), time.perf_counter()
@@ -254,7 +265,7 @@ def series_main(argv: list, written: list) -> int:
     input_records = [file_record(flag, path) for flag, path in inputs]
     targv = tool_argv(tool)
     key = configuration_key("series", nb_argv, targv, input_records)
-    previous = read_previous(tool.manifest, "series") if sopts.resume else None
+    previous = resumable(tool.manifest, "series", key) if sopts.resume else None
     frames = plan_series(nb_argv, cfg, sopts, templates, previous)
     done = complete_frames(previous, frames, targv, key)
     if tool.hdf5 and "-floatfile" not in templates:

@@ -320,3 +320,20 @@ def test_nxmx_series_after_resume_holds_every_frame(tmp_path, monkeypatch):
     with h5py.File(whole / "s.h5", "r") as a, h5py.File(part / "s.h5", "r") as b:
         assert np.array_equal(a["/entry/data/data"][()], b["/entry/data/data"][()])
         assert list(b["/entry/sample/transformations/phi"][()]) == [0.0, 0.5, 1.0]
+
+
+def test_batch_resume_keeps_the_time_seed(tmp_path, capsys):
+    (tmp_path / "shots.jsonl").write_text('{"id": "a"}\n{"id": "b", "flags": "-phi 1"}\n')
+    base = [a for a in BASE if a not in ("-seed", "7")]
+    args = ["batch", "shots.jsonl", "--", *base, "-intfile", "s_{id}.img", "-noisefile",
+            "n_{id}.img", "--manifest", "m.json"]
+    assert _run(args, tmp_path) == 0
+    first = json.loads((tmp_path / "m.json").read_text())
+    (tmp_path / "n_b.img").unlink()
+    capsys.readouterr()
+    assert _run(args + ["--resume"], tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "1 to render, 1 already complete" in out and "shot b:" in out
+    again = json.loads((tmp_path / "m.json").read_text())
+    assert again["frames"] == [dict(f, seconds=g["seconds"]) for f, g in
+                               zip(first["frames"], again["frames"])]
