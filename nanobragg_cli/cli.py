@@ -117,13 +117,13 @@ def simulate_main(argv: list, written: list | None = None) -> int:
     started, t0 = time.time(), time.perf_counter()
     written = [] if written is None else written
     nb_argv, tool = split_tool_options(argv)
-    from .series import check_no_templates
-    check_no_templates(nb_argv, tool)
     if tool.hdf5:
         from .io.hdf5 import require_h5py
         require_h5py()
     preflight.check_header_inputs(nb_argv)
     cfg = prepare(nb_argv)
+    from .series import check_no_templates
+    check_no_templates(nb_argv, tool)
     inputs = preflight.input_files(cfg)
     preflight.check_inputs(inputs)
     preflight.check_outputs(preflight.planned_outputs(cfg, tool), inputs)

@@ -21,6 +21,7 @@ import math
 import re
 import shlex
 
+from .cnum import looks_numeric
 from .config import Config
 from .errors import FlagError
 from .flags import _take_values, find_flag
@@ -90,6 +91,8 @@ def flag_spans(argv: list) -> list:
     :func:`nanobragg_cli.simulate.prepare`): argv[start:stop] is the flag and its values."""
     spans, i = [], 0
     while i < len(argv):
+        if not argv[i].startswith("-") or looks_numeric(argv[i]):
+            raise FlagError(f"unexpected argument {argv[i]!r} (values must follow their flag)")
         flag = find_flag(argv[i])
         if flag is None:
             raise FlagError(f"{argv[i]}: unknown flag (see 'nanobragg --help')")
