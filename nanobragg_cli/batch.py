@@ -167,7 +167,7 @@ class _Renderers:
         r = FrameRenderer(cfg, self.tool, structure_factors=self.sf.get(key))
         self.sf[key] = r.scene.sf
         if not self.messages:
-            self.messages = list(r.messages)
+            self.messages.extend(r.messages)
         self.current, self.current_cfg = r, cfg
         return r
 
@@ -176,9 +176,9 @@ def batch_main(shots_path: str, argv: list, written: list) -> int:
     from . import preflight
     from .manifest import file_record
     from .series import frames_to_render, split_series_options
-    from .series_manifest import complete_frames, configuration_key, manifest_bytes, series_manifest
-    from .series_run import _note, progress_wanted, resumable, run_frames, summary_line, tool_argv
-    from .io.atomic import atomic_write_bytes
+    from .series_manifest import complete_frames, configuration_key
+    from .series_run import (_note, manifest_writer, progress_wanted, resumable, run_frames,
+                             summary_line, tool_argv)
     from .simulate import split_tool_options
 
     started, t0 = time.time(), time.perf_counter()
@@ -227,15 +227,9 @@ def batch_main(shots_path: str, argv: list, written: list) -> int:
     head = {"mode": "c-parity" if tool.c_parity else "default", "dtype": tool.dtype,
             "device": tool.device, "configuration_sha256": key,
             "inputs": input_records, **seeds}
-    write_manifest = None
-    if tool.manifest:
-        def write_manifest(records):
-            record = series_manifest("batch", ["batch", shots_path, "--", *argv], started,
-                                     dict(head, messages=renderers.messages),
-                                     list(records.values()))
-            atomic_write_bytes(tool.manifest, manifest_bytes(record), fsync=False)
-            if tool.manifest not in written:
-                written.append(tool.manifest)
+    head["messages"] = renderers.messages   # filled in by the first set-up
+    write_manifest = manifest_writer(tool.manifest, "batch", ["batch", shots_path, "--", *argv],
+                                     started, head, written)
     records = dict(done)
     if write_manifest is not None and not todo:
         write_manifest(records)

@@ -239,7 +239,7 @@ def series_main(argv: list, written: list) -> int:
     from .manifest import file_record
     from .series import (frame_config, frames_to_render, plan_series, series_templates,
                          split_series_options)
-    from .series_manifest import complete_frames, configuration_key, manifest_bytes, series_manifest
+    from .series_manifest import complete_frames, configuration_key
     from .simulate import prepare, split_tool_options
 
     started, t0 = time.time(), time.perf_counter()
@@ -291,28 +291,11 @@ def series_main(argv: list, written: list) -> int:
             "misset_seed": _misset_value(frames[0]),
             "inputs": input_records,
             "messages": [] if renderer is None else list(renderer.messages)}
-    write_manifest = None
-    if tool.manifest:
-        def write_manifest(records):
-            record = series_manifest("series", argv, started, head, list(records.values()))
-            atomic_write_bytes(tool.manifest, manifest_bytes(record), fsync=False)
-            if tool.manifest not in written:
-                written.append(tool.manifest)
-
+    write_manifest = manifest_writer(tool.manifest, "series", argv, started, head, written)
     store_image, nxs = None, None
     if tool.hdf5:
-        nxs = _series_file(cfg, tool, frames, renderer, argv)
-        position = {f.number: k for k, f in enumerate(frames)}
-
-        def store_image(frame, res):
-            nxs.put(position[frame.number], res.image)
-
-        from .io.floatimage import read_float_image
-        for f in frames:
-            if f.number in done:
-                path = dict(f.outputs)["-floatfile"]
-                nxs.put(position[f.number],
-                        read_float_image(path, (cfg.detector.spixels, cfg.detector.fpixels)))
+        nxs = _series_file(cfg, frames, renderer, argv, done)
+        store_image = nxs.store
 
     def config_of(frame):
         return frame_config(cfg, frame)
@@ -325,7 +308,7 @@ def series_main(argv: list, written: list) -> int:
                write_manifest=write_manifest, store_image=store_image,
                progress=progress_wanted(cfg, tool))
     if nxs is not None:
-        commit_frame([(tool.hdf5, nxs.finish())], written)
+        commit_frame([(tool.hdf5, nxs.file.finish())], written)
     print(summary_line("series", len(todo), t0, t_frames), flush=True)
     return 0
 
@@ -346,8 +329,25 @@ def _misset_value(frame):
     return None if value is None else int(value)
 
 
-def _series_file(cfg, tool, frames, renderer, argv):
-    """The NXmx series file, ready to receive the frames."""
+class _SeriesFile:
+    """The NXmx file of a series being filled: ``store(frame, res)`` puts a rendered frame at its
+    place; frames complete from an earlier run are read back from their float files."""
+
+    def __init__(self, nxs, frames: list, shape: tuple, done: dict):
+        from .io.floatimage import read_float_image
+        self.file = nxs
+        self.position = {f.number: k for k, f in enumerate(frames)}
+        for f in frames:
+            if f.number in done:
+                nxs.put(self.position[f.number],
+                        read_float_image(dict(f.outputs)["-floatfile"], shape))
+
+    def store(self, frame, res) -> None:
+        self.file.put(self.position[frame.number], res.image)
+
+
+def _series_file(cfg, frames, renderer, argv, done) -> _SeriesFile:
+    """The NXmx series file (geometry of the set-up scene), ready to receive the frames."""
     import math
     import numpy as np
     from types import SimpleNamespace
@@ -358,4 +358,20 @@ def _series_file(cfg, tool, frames, renderer, argv):
     nx = nxmx_from_result(stub)
     nx.title = " ".join(["nanobragg", *argv])
     angles = [float(f.phi_deg) for f in frames]
-    return NXmxSeries(nx, angles, cfg.sampling.osc * 180.0 / math.pi, tuple(d.spindle))
+    nxs = NXmxSeries(nx, angles, cfg.sampling.osc * 180.0 / math.pi, tuple(d.spindle))
+    return _SeriesFile(nxs, frames, (d.spixels, d.fpixels), done)
+
+
+def manifest_writer(path: str | None, kind: str, argv: list, started: float, head: dict,
+                    written: list):
+    """None without --manifest, else callable(records) rewriting the manifest atomically."""
+    if not path:
+        return None
+    from .series_manifest import manifest_bytes, series_manifest
+
+    def write(records: dict) -> None:
+        record = series_manifest(kind, argv, started, head, list(records.values()))
+        atomic_write_bytes(path, manifest_bytes(record), fsync=False)
+        if path not in written:
+            written.append(path)
+    return write
