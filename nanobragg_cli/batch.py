@@ -243,7 +243,7 @@ def batch_main(shots_path: str, argv: list, written: list) -> int:
 @click.command("batch", context_settings={"help_option_names": ["-h", "--help"],
                                           "ignore_unknown_options": True,
                                           "allow_interspersed_args": False})
-@click.argument("shots", type=click.Path(dir_okay=False))
+@click.argument("shots", required=False)
 @click.argument("base", nargs=-1, type=click.UNPROCESSED)
 def batch_command(shots, base):
     """Render a shot list: one image per line of SHOTS (JSON lines, {"id": ..., "flags": ...}),
@@ -257,6 +257,8 @@ def batch_command(shots, base):
         base = base[1:]
     written = []
     try:
+        if not shots:
+            raise FlagError("batch: give the shot list, SHOTS.jsonl (see 'nanobragg batch --help')")
         code = batch_main(shots, base, written)
     except NanoBraggError as err:
         code = _err(str(err), err.exit_code)

@@ -337,3 +337,7 @@ def test_batch_resume_keeps_the_time_seed(tmp_path, capsys):
     again = json.loads((tmp_path / "m.json").read_text())
     assert again["frames"] == [dict(f, seconds=g["seconds"]) for f, g in
                                zip(first["frames"], again["frames"])]
+
+
+def test_batch_without_a_shot_list(tmp_path, capsys):
+    _error(["batch"], tmp_path, capsys, "batch: give the shot list")
