@@ -175,17 +175,17 @@ class _Renderers:
 def batch_main(shots_path: str, argv: list, written: list) -> int:
     from . import preflight
     from .manifest import file_record
-    from .series import frames_to_render, split_series_options
+    from .series import SeriesOptions, frames_to_render
     from .series_manifest import complete_frames, configuration_key
     from .series_run import (_note, manifest_writer, progress_wanted, resumable, run_frames,
                              summary_line, tool_argv)
     from .simulate import split_tool_options
 
     started, t0 = time.time(), time.perf_counter()
-    rest, sopts = split_series_options(argv)
+    base_argv, tool = split_tool_options(argv)
+    sopts = SeriesOptions.from_tool(tool)
     if sopts.frames is not None:
         raise FlagError("--frames: not in a shot list (each line is one image)")
-    base_argv, tool = split_tool_options(rest)
     for flag, value in (("--trace-json", tool.trace_json), ("--hdf5", tool.hdf5)):
         if value:
             raise FlagError(f"{flag}: not available for a shot list")

@@ -28,7 +28,8 @@ from .flags import _take_values, find_flag
 from .options import RawOptions
 
 RTD = 180.0 / math.pi
-SERIES_OPTIONS = {"--frames": 1, "--first-frame": 1, "--resume": 0}
+# the tool options (nanobragg_cli.tool_options) that make a run a series
+SERIES_OPTIONS = ("--frames", "--first-frame", "--resume")
 # the image outputs a template may name, in nanoBragg.c's writing order
 TEMPLATE_FLAGS = ("-floatfile", "-intfile", "-pgmfile", "-noisefile")
 _HASH_RUN = re.compile(r"#+")
@@ -42,46 +43,14 @@ class SeriesOptions:
     first: int = 1
     resume: bool = False
 
+    @classmethod
+    def from_tool(cls, tool) -> "SeriesOptions":
+        return cls(frames=tool.frames, first=tool.first_frame, resume=tool.resume)
+
 
 def wants_series(argv: list) -> bool:
     """Whether argv asks for a series (any of --frames, --first-frame, --resume)."""
     return any(tok.partition("=")[0] in SERIES_OPTIONS for tok in argv)
-
-
-def _int_option(name: str, text: str, lowest: int) -> int:
-    t = text.strip()
-    if not re.fullmatch(r"[+-]?\d+", t) or abs(int(t)) > MAX_SEED:
-        raise FlagError(f"{name}: expected an integer, got {text!r}")
-    if int(t) < lowest:
-        raise FlagError(f"{name}: must be at least {lowest}, got {text!r}")
-    return int(t)
-
-
-def split_series_options(argv: list) -> tuple:
-    """(argv without the series options, SeriesOptions)."""
-    opts, rest, i = SeriesOptions(), [], 0
-    while i < len(argv):
-        tok = argv[i]
-        name, eq, inline = tok.partition("=")
-        if name not in SERIES_OPTIONS:
-            rest.append(tok)
-            i += 1
-            continue
-        i += 1
-        if SERIES_OPTIONS[name]:
-            if not eq:
-                if i >= len(argv) or (argv[i].startswith("-") and not argv[i][1:].isdigit()):
-                    raise FlagError(f"{name}: expected a value")
-                inline, i = argv[i], i + 1
-            if name == "--frames":
-                opts.frames = _int_option(name, inline, 1)
-            else:
-                opts.first = _int_option(name, inline, 0)
-        else:
-            if eq:
-                raise FlagError(f"{name}: takes no value")
-            opts.resume = True
-    return rest, opts
 
 
 # ---- argv editing (flag aware: values are never mistaken for flags) ---------------------------

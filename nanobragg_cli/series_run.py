@@ -47,19 +47,18 @@ class FrameRenderer:
     def __init__(self, cfg, tool, structure_factors=None):
         import torch
         from . import rng
+        from .mode import Mode
         from .scene import build_scene
         if tool.threads:
             torch.set_num_threads(tool.threads)
         if tool.device.startswith("cuda") and not torch.cuda.is_available():
             raise NanoBraggError("--device cuda: no CUDA device is available (torch "
                                  f"{torch.__version__} sees none); use --device cpu")
-        dtype = torch.float64 if tool.dtype == "float64" else torch.float32
         self.tool = tool
         self.messages = []
         self.random = rng.NanoRandom()
-        self.scene = build_scene(cfg, c_parity=tool.c_parity, dtype=dtype, device=tool.device,
-                                 messages=self.messages, random=self.random,
-                                 structure_factors=structure_factors)
+        self.scene = build_scene(cfg, mode=Mode.from_tool(tool), messages=self.messages,
+                                 random=self.random, structure_factors=structure_factors)
 
     def render(self, cfg, progress=None):
         """The SimulationResult of the frame whose resolved Config is ``cfg`` (its φ range)."""
@@ -237,16 +236,16 @@ def series_main(argv: list, written: list) -> int:
     from . import preflight
     from .errors import FlagError
     from .manifest import file_record
-    from .series import (frame_config, frames_to_render, plan_series, series_templates,
-                         split_series_options)
+    from .series import (SeriesOptions, frame_config, frames_to_render, plan_series,
+                         series_templates)
     from .series_manifest import complete_frames, configuration_key
     from .simulate import prepare, split_tool_options
 
     started, t0 = time.time(), time.perf_counter()
-    rest, sopts = split_series_options(argv)
+    nb_argv, tool = split_tool_options(argv)
+    sopts = SeriesOptions.from_tool(tool)
     if sopts.frames is None:
         raise FlagError("--first-frame/--resume: only for a series, give --frames N")
-    nb_argv, tool = split_tool_options(rest)
     if tool.trace_json:
         raise FlagError("--trace-json: traces one image, not a series (trace one frame with the "
                         "command line its --manifest records)")

@@ -26,7 +26,6 @@ class SourceGrid:
     wavelength_factor: Tensor | None
     file_lambda: Tensor | None
     divergence_steps: int
-    positions: np.ndarray  # (S, 3) before unitizing, for the printout
 
     def wavelengths(self, lambda0: Tensor) -> Tensor:
         """(S,) wavelengths in metres (differentiable in λ0 for a grid)."""
@@ -48,7 +47,7 @@ def source_grid(beam, polar_vector, hdivrange, hdivstep, hdivsteps, vdivrange, v
     polar_t = torch.tensor(polar_vector, **kw)
     vert = cross(beam_t, polar_t)
     vert = vert / norm(vert)
-    dirs, factors, positions = [], [], []
+    dirs, factors = [], []
     kept = 0
     for ih in range(hdivsteps):
         for iv in range(vdivsteps):
@@ -64,12 +63,11 @@ def source_grid(beam, polar_vector, hdivrange, hdivstep, hdivsteps, vdivrange, v
             v = rotate_axis(v, vert, hdiv)
             for idisp in range(dispsteps):
                 factors.append(1.0 + dispstep * idisp - dispersion / 2.0)
-                positions.append(v.numpy().copy())
                 dirs.append(v / norm(v))
     return SourceGrid(
         directions=torch.stack(dirs).to(dtype=dtype, device=device),
         wavelength_factor=torch.tensor(factors, dtype=dtype, device=device),
-        file_lambda=None, divergence_steps=kept, positions=np.array(positions))
+        file_lambda=None, divergence_steps=kept)
 
 
 def source_file_grid(rows: np.ndarray, beam, lambda0: float, dtype, device) -> SourceGrid:
@@ -84,4 +82,4 @@ def source_file_grid(rows: np.ndarray, beam, lambda0: float, dtype, device) -> S
                        torch.zeros_like(pos))
     return SourceGrid(directions=dirs.to(dtype=dtype, device=device), wavelength_factor=None,
                       file_lambda=torch.tensor(rows[:, 4], dtype=dtype, device=device),
-                      divergence_steps=0, positions=rows[:, :3])
+                      divergence_steps=0)
