@@ -89,7 +89,7 @@ def test_frame_config_is_that_of_its_own_command_line():
         # the series writes only the files it names: no PGM here, which -pgmfile would add
         own = replace(own, output=replace(own.output, write_pgm=False))
         assert frame_config(cfg, f) == own   # every resolved field, φ to the last bit
-        assert own.sampling.phi0 == float(f.phi_deg) * (1 / (180 / np.pi))
+        assert own.sampling.phi0 == float(f.phi_deg) / (180.0 * 0.31830988618379067154)  # C
 
 
 def test_template_expansion_and_numbering():
