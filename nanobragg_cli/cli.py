@@ -93,18 +93,6 @@ def _extra_outputs(cfg, tool, res, argv: list) -> list:
     return files
 
 
-def _report(cfg, res) -> list:
-    from .simulate import report_lines
-    from .trace import format_lines
-    lines = report_lines(res)
-    if cfg.output.trace_pixel is not None:
-        at = next(i for i, line in enumerate(lines) if line.startswith("solid angle"))
-        s, f = cfg.output.trace_pixel
-        lines[at:at] = [f"TRACE_CONFIG: tracing pixel (spixel={s}, fpixel={f})",
-                        *format_lines(res.trace_lines)]
-    return lines
-
-
 def simulate_main(argv: list, written: list | None = None) -> int:
     """Run a simulation from nanoBragg.c flags (plus this tool's --options).
 
@@ -112,7 +100,7 @@ def simulate_main(argv: list, written: list | None = None) -> int:
     caller can say which files exist.
     """
     from . import preflight
-    from .simulate import output_files, prepare, run_simulation, split_tool_options
+    from .simulate import prepare, run_simulation, split_tool_options
 
     started, t0 = time.time(), time.perf_counter()
     written = [] if written is None else written
@@ -126,28 +114,43 @@ def simulate_main(argv: list, written: list | None = None) -> int:
     preflight.check_inputs(inputs)
     preflight.check_outputs(preflight.planned_outputs(cfg, tool), inputs)
     preflight.check_memory(cfg, tool.max_memory)
-    for w in cfg.warnings:
-        _note(f"warning: {w}")
-    _seed_notes(cfg)
 
     input_records = None
     if tool.manifest:
         from .manifest import file_record
         input_records = [file_record(flag, path) for flag, path in inputs]
 
+    from .c_stdout import after_render_lines, own_warnings, setup_lines
     from .progress import RenderProgress
     show = cfg.output.progress if tool.progress is None else tool.progress
-    bar = RenderProgress(show)
+    bar = RenderProgress(show, plain=tool.progress)
+
+    def on_setup(scene, messages):
+        # known once the scene is built (a bad input file has failed by then, alone on stderr)
+        for w in list(cfg.warnings) + [m[len("nanobragg: warning: "):]
+                                       for m in own_warnings(messages)]:
+            _note(f"warning: {w}")
+        _seed_notes(cfg)
+        sys.stderr.flush()
+        bar.print_stdout(setup_lines(cfg, scene, messages))
+
     try:
-        res = run_simulation(cfg, tool, progress=bar)
+        res = run_simulation(cfg, tool, progress=bar, on_setup=on_setup)
+        bar.print_stdout(after_render_lines(res))
+        bar.stage("writing files")
+        _write_outputs(cfg, tool, res, argv, inputs, input_records, started, t0, written)
     finally:
         bar.close()
+    return 0
 
+
+def _write_outputs(cfg, tool, res, argv, inputs, input_records, started, t0, written) -> None:
+    """Every output file of the run, all or nothing, then the manifest."""
+    from .simulate import output_files
     flag_of = {cfg.output.floatfile: "-floatfile", cfg.output.intfile: "-intfile",
                cfg.output.pgmfile: "-pgmfile", cfg.output.noisefile: "-noisefile"}
     files = [(flag_of.get(path, "output"), path, data) for path, data in output_files(res)]
     files += _extra_outputs(cfg, tool, res, argv)
-    lines = _report(cfg, res)
 
     from .io.atomic import atomic_write_bytes, atomic_write_many
     # all-or-nothing through renames; no fsync: like nanoBragg.c's own writes, durability against
@@ -163,8 +166,6 @@ def simulate_main(argv: list, written: list | None = None) -> int:
                           time.perf_counter() - t0)
         atomic_write_bytes(tool.manifest, manifest_bytes(record))
         written.append(tool.manifest)
-    print("\n".join(lines))
-    return 0
 
 
 def _interrupted(written: list, what: str) -> str:

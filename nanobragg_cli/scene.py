@@ -179,7 +179,9 @@ def load_structure_factors(cfg: Config, messages: list) -> StructureFactors:
             atomic_write_bytes(c.dumpfile, fdump_bytes(grid))
             messages.append(f"writing dump file for next time: {c.dumpfile}")
         except Exception as err:  # the cache is a convenience, as in nanoBragg.c
-            messages.append(f"WARNING: unable to open dump file: {c.dumpfile} ({err})")
+            messages.append(f"WARNING: unable to open dump file: {c.dumpfile}")
+            messages.append(f"nanobragg: warning: cannot write the structure-factor cache "
+                            f"{c.dumpfile} ({err})")
     elif os.path.exists(c.dumpfile):
         grid = read_fdump(c.dumpfile)
         hr, kr, lr = grid.ranges
@@ -188,7 +190,7 @@ def load_structure_factors(cfg: Config, messages: list) -> StructureFactors:
         cfg_warn = (f"no -hkl given: structure factors read from {c.dumpfile} in the current "
                     "directory (written by an earlier -hkl run), as nanoBragg.c does; this replaces "
                     "-default_F inside its index range")
-        messages.append("WARNING: " + cfg_warn)
+        messages.append("nanobragg: warning: " + cfg_warn)
     elif c.default_F == 0.0:
         raise FlagError("no structure factors: give -hkl FILE or -default_F F "
                         f"(and no {c.dumpfile} cache exists in the current directory)")
@@ -267,7 +269,7 @@ def build_scene(cfg: Config, *, c_parity: bool = False, dtype=torch.float64, dev
                 n = float(math.ceil(size / float(norm(vecn))))
             Ns.append(max(n, 1.0))
         if min(c.Na, c.Nb, c.Nc) < 1 and not any(sz > 0 for sz in (c.sample_x, c.sample_y, c.sample_z)):
-            messages.append("WARNING: N < 1 is treated as N = 1 (nanoBragg.c cannot model an "
+            messages.append("nanobragg: warning: N < 1 is treated as N = 1 (nanoBragg.c cannot model an "
                             "isolated cell)")
         N = torch.tensor(Ns, **kw)
     N_values = tuple(float(x) for x in N.detach().cpu())

@@ -140,11 +140,14 @@ class SimulationResult:
 
 
 def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
-                   extra_trace_pixels: list = (), window: tuple | None = None) -> SimulationResult:
+                   extra_trace_pixels: list = (), window: tuple | None = None,
+                   on_setup=None) -> SimulationResult:
     """Build the scene, render, and compute every output in memory. ``extra_trace_pixels``:
     more (slow, fast) pixels to trace in the same render (``traces`` holds every traced pixel's
     (lines, record)); ``trace_lines``/``trace_record`` are those of -trace_pixel. ``window``:
-    compute only that (slow_min, slow_max, fast_min, fast_max) block (see render.render)."""
+    compute only that (slow_min, slow_max, fast_min, fast_max) block (see render.render).
+    ``on_setup(scene, messages)`` is called once the scene is built, before rendering starts
+    (the CLI prints nanoBragg.c's set-up block there)."""
     import torch
     from . import rng
     from .outputs import image_stats, int_scale, pgm_scale
@@ -166,6 +169,8 @@ def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
     scene = build_scene(cfg, c_parity=tool.c_parity, dtype=dtype, device=tool.device,
                         messages=messages, random=random)
     check_kernel_memory(scene, BYTES_PER_EVAL_INTERP if scene.interpolate else BYTES_PER_EVAL)
+    if on_setup is not None:
+        on_setup(scene, messages)
     out = cfg.output
     wanted = list(extra_trace_pixels)
     if out.trace_pixel is not None:
@@ -182,6 +187,8 @@ def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
     pscale = pgm_scale(out.pgm_scale, iscale, stats.rmsd) if out.write_pgm else None
     noise, photons, overloads = None, 0.0, 0
     if out.calculate_noise:
+        if hasattr(progress, "stage"):
+            progress.stage("noise image")
         noise, photons, overloads = random.noise_image(image, out.seed, out.adc, scene.roi)
     traces = {px: trace_records(scene, cap) for px, cap in result.traces.items()}
     printout = []
@@ -215,43 +222,6 @@ def output_files(res: SimulationResult) -> list:
 
 
 def report_lines(res: SimulationResult) -> list:
-    """The nanoBragg-style stdout report: setup echo and the summary lines a user reads."""
-    cfg, scene, st = res.cfg, res.scene, res.stats
-    d, c, s, out = cfg.detector, cfg.crystal, cfg.sampling, cfg.output
-    g = scene.det
-    L = ["nanoBragg nanocrystal diffraction simulator (nanobragg_cli, PyTorch) "
-         + ("--c-parity" if scene.c_parity else "default mode")]
-    L.append(f"{d.convention} convention selected.")
-    L.append("pivoting detector around " + ("sample" if d.pivot == "sample" else "direct beam spot"))
-    L.extend(res.messages)
-    L.append("  %d sources, %d mosaic domains, %d phi steps from %g to %g degrees, %dx%d pixel "
-             "oversample steps" % (scene.n_src, scene.n_mos, s.phisteps, s.phi0 * RTD,
-                                   (s.phi0 + s.osc) * RTD, scene.oversample, scene.oversample))
-    L.append("  %s xtal: %.0fx%.0fx%.0f cells" % (
-        {"square": "parallelpiped", "round": "ellipsoidal", "gauss": "gaussian",
-         "tophat": "tophat-spot"}[c.shape], *[float(x) for x in scene.N.detach()]))
-    L.append("  %d initialized hkls (all others =%g)" % (scene.hkl_count, c.default_F))
-    L.append("  incident fluence: %g photons/m^2" % float(scene.fluence))
-    L.append("  distance=%g detsize=%gx%g  pixel=%g meters (%dx%d pixels)" % (
-        float(g.distance), d.detsize_f, d.detsize_s, d.pixel_size, d.fpixels, d.spixels))
-    L.append("  Xbeam=%g Ybeam=%g" % (d.Xbeam, d.Ybeam))
-    L.append("  Fbeam=%g Sbeam=%g" % (float(g.Fbeam), float(g.Sbeam)))
-    L.append("  Fclose=%g Sclose=%g" % (float(g.Fclose), float(g.Sclose)))
-    if out.calculate_noise:
-        L.append("  seed: %d" % out.seed)
-    L.extend(res.printout)
-    L.append("")
-    L.append("solid angle subtended by detector = %g steradian ( %g%% sphere)" % (
-        res.omega_sum / scene.steps, 100 * res.omega_sum / scene.steps / 4 / math.pi))
-    L.append("writing %s as %d 4-byte floats" % (out.floatfile, d.fpixels * d.spixels))
-    L.append("max_I = %g  at %g %g" % (st.max_I, st.max_x, st.max_y))
-    L.append("mean= %g rms= %g rmsd= %g" % (st.mean, st.rms, st.rmsd))
-    L.append("intfile_scale = %g" % res.intfile_scale)
-    L.append("writing %s as 2-byte integers" % out.intfile)
-    if out.write_pgm:
-        L.append("pgm_scale = %g" % res.pgm_scale)
-        L.append("writing %s as 1-byte integers" % out.pgmfile)
-    if out.calculate_noise:
-        L.append("%.0f photons on noise image (%d overloads)" % (res.noise_photons, res.overloads))
-        L.append("writing %s as 2-byte integers" % out.noisefile)
-    return L
+    """nanoBragg.c's stdout for this run (see :mod:`nanobragg_cli.c_stdout`), without trace lines."""
+    from .c_stdout import setup_lines, statistics_lines
+    return setup_lines(res.cfg, res.scene, res.messages) + list(res.printout) + statistics_lines(res)

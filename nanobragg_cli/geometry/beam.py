@@ -27,6 +27,7 @@ class SourceGrid:
     file_lambda: Tensor | None
     divergence_steps: int
     positions: np.ndarray  # (S, 3) before unitizing, for the printout
+    weights: np.ndarray | None = None  # (S,) the I column nanoBragg.c prints (1/S for a grid)
 
     def wavelengths(self, lambda0: Tensor) -> Tensor:
         """(S,) wavelengths in metres (differentiable in λ0 for a grid)."""
@@ -69,7 +70,8 @@ def source_grid(beam, polar_vector, hdivrange, hdivstep, hdivsteps, vdivrange, v
     return SourceGrid(
         directions=torch.stack(dirs).to(dtype=dtype, device=device),
         wavelength_factor=torch.tensor(factors, dtype=dtype, device=device),
-        file_lambda=None, divergence_steps=kept, positions=np.array(positions))
+        file_lambda=None, divergence_steps=kept, positions=np.array(positions),
+        weights=np.full(len(dirs), 1.0 / max(len(dirs), 1)))
 
 
 def source_file_grid(rows: np.ndarray, beam, lambda0: float, dtype, device) -> SourceGrid:
@@ -78,10 +80,11 @@ def source_file_grid(rows: np.ndarray, beam, lambda0: float, dtype, device) -> S
     for k in range(3):
         rows[np.isnan(rows[:, k]), k] = -SOURCE_DISTANCE * beam[k]
     rows[np.isnan(rows[:, 4]), 4] = lambda0
+    rows[np.isnan(rows[:, 3]), 3] = 1.0
     pos = torch.tensor(rows[:, :3], dtype=torch.float64)
     n = norm(pos)
     dirs = torch.where(n[:, None] != 0.0, pos / torch.where(n == 0, 1.0, n)[:, None],
                        torch.zeros_like(pos))
     return SourceGrid(directions=dirs.to(dtype=dtype, device=device), wavelength_factor=None,
                       file_lambda=torch.tensor(rows[:, 4], dtype=dtype, device=device),
-                      divergence_steps=0, positions=rows[:, :3])
+                      divergence_steps=0, positions=rows[:, :3], weights=rows[:, 3])
