@@ -163,17 +163,10 @@ def image_metrics(ours, ref, origin: tuple | None, region: tuple, rtol: float,
 
 
 def stdout_lines(res) -> list:
-    """Our stdout for a run, as the CLI prints it: the report with the TRACE_PY lines of the
-    traced pixel before the solid-angle line."""
-    from .simulate import report_lines
-    from .trace import format_lines
-    lines = report_lines(res)
-    if res.cfg.output.trace_pixel is not None:
-        at = next((i for i, ln in enumerate(lines) if ln.startswith("solid angle")), len(lines))
-        s, f = res.cfg.output.trace_pixel
-        lines[at:at] = [f"TRACE_CONFIG: tracing pixel (spixel={s}, fpixel={f})",
-                        *format_lines(res.trace_lines)]
-    return lines
+    """Our stdout for a run, as the CLI prints it (nanoBragg.c's lines with the TRACE_PY lines of
+    the traced pixel before the solid-angle line)."""
+    from .c_stdout import report_lines
+    return report_lines(res)
 
 
 def _trace_checks(c_traces: list) -> tuple:

@@ -61,7 +61,7 @@ class RenderProgress:
                 return
             self._printing = True
         elif done < total and (now - self._last_t < self.every and
-                               frac - self._last_frac < PLAIN_EVERY_FRACTION):
+                               frac - self._last_frac < PLAIN_EVERY_FRACTION - 1e-9):
             return
         self._last_t, self._last_frac = now, frac
         left = elapsed / frac - elapsed if 0 < frac < 1 else 0.0
