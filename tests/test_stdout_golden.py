@@ -68,7 +68,7 @@ def test_c_parity_stdout_is_nanobraggs(name):
 def test_default_mode_stdout_is_nanobraggs_except_where_the_physics_differs(name):
     """Default mode prints the same lines; only the numbers named in DEFAULT_MODE_DIFFERS differ,
     and there they must differ (else the entry is stale)."""
-    got = cached_run(name, c_parity=False, trace=False).report.splitlines()
+    got = cached_run(name, c_parity=False).report.splitlines()
     bad = _differences(c_stdout(CASES[name]), got)
     prefixes, why = DEFAULT_MODE_DIFFERS.get(name, ((), ""))
     unexplained = [(k, w, g) for k, w, g in bad if not w.startswith(prefixes)]
