@@ -228,6 +228,10 @@ def suite_command(ctx, golden_dir, cases, traces, mode, force_c, force_d, dtype,
         fail("give --c-parity or --default-mode, not both")
     mode = "c-parity" if force_c else "default" if force_d else mode
     golden = Path(golden_dir)
+    if not golden.exists():
+        fail(f"{golden}: the folder does not exist")
+    if not golden.is_dir():
+        fail(f"{golden}: not a folder")
     if not (golden / "cases").is_dir():
         fail(f"{golden}: not a golden corpus (no cases/ folder)")
     names = [n for chunk in cases for n in chunk.split(",") if n] or None

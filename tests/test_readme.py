@@ -38,6 +38,7 @@ def test_readme_python_example_runs(code, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("argv", _commands(), ids=lambda a: " ".join(a[:4]))
 def test_readme_command_writes_its_files(argv, tmp_path):
+    (tmp_path / "out").mkdir()   # the README's `mkdir -p out`
     res = subprocess.run([sys.executable, "-m", "nanobragg_cli", *argv, "-noprogress"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=600,
                          env=dict(os.environ, NANOBRAGG_SERVER="0"))
