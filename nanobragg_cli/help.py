@@ -23,8 +23,9 @@ TOOL_OPTIONS = (
     ("--threads", "N", "CPU threads (default: torch's choice)"),
     ("--max-memory", "SIZE", "memory budget of the kernel's working arrays per pixel chunk, "
      "e.g. 512M or 2G (default: 256M)"),
-    ("--progress", "", "show the progress bar (default: on a terminal, after 1 s)"),
-    ("--no-progress", "", "never show the progress bar"),
+    ("--progress", "", "show progress: a bar on a terminal, plain lines in a log or pipe "
+     "(default: a bar on a terminal after 1 s; plain lines for runs over ~10 s)"),
+    ("--no-progress", "", "never show progress"),
     ("--trace-json", "FILE", "write the -trace_pixel record (with per-phi entries) as JSON"),
     ("--manifest", "FILE", "write a JSON manifest of the run: argv, resolved configuration with "
      "units, seeds, versions, device, timing, sha256 of every input and output file"),

@@ -104,6 +104,30 @@ def quirk_water_background(ctx) -> str | None:
             "sampling. " + REPRODUCE)
 
 
+def quirk_sincg_next_to_integer(ctx) -> str | None:
+    """#11: nanoBragg.c's sincg on the full argument is noise within ~1e-13 of an integer h."""
+    key = ctx.row.key.rsplit(".", 1)[-1]
+    if key not in ("F_latt_a", "F_latt_b", "F_latt_c", "F_latt") or ctx.row.c_line is None:
+        return None
+    hkl = None
+    for r in ctx.c_records:
+        if r.line_no >= ctx.row.c_line:
+            break
+        if r.key.rsplit(".", 1)[-1] == "hkl_frac" and len(r.values) == 3:
+            hkl = r.values
+    if hkl is None:
+        return None
+    axes = {"F_latt_a": (0,), "F_latt_b": (1,), "F_latt_c": (2,)}.get(key, (0, 1, 2))
+    near = [(i, hkl[i]) for i in axes if round(hkl[i]) != 0 and abs(hkl[i] - round(hkl[i])) < 1e-9]
+    if not near:
+        return None
+    i, h = near[0]
+    return (f"Documented difference #11 ({DOC}): {'hkl'[i]} = {h:.15g} is within "
+            f"{abs(h - round(h)):.1g} of an integer, where nanoBragg.c's sincg(pi*h, N) on the "
+            "full argument is mostly rounding noise; the default mode uses the reduced argument "
+            "and gives the limit N. " + REPRODUCE)
+
+
 def traced_pixel(text: str) -> tuple | None:
     """(slow, fast) named by a trace's TRACE_CONFIG line, or None."""
     m = PIXEL_RE.search(text)

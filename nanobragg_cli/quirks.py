@@ -147,4 +147,5 @@ QUIRK_DETECTORS: list[Callable[[QuirkContext], str | None]] = [
     known_differences.quirk_oversample_factors,
     known_differences.quirk_sensor_layers,
     known_differences.quirk_water_background,
+    known_differences.quirk_sincg_next_to_integer,
 ]

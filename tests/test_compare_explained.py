@@ -100,3 +100,19 @@ def test_compare_fits_the_width_without_breaking_numbers(tmp_path, columns):
         assert any(ln.startswith("┃ key") for ln in table)     # the boxed table
     else:
         assert any(ln.startswith("  C   ") for ln in table)     # the compact layout
+
+
+@needs_golden
+def test_lattice_factor_next_to_an_integer_is_explained():
+    """#11 in a synthetic pair: h one part in 1e14 from 4, and F_latt_c differs."""
+    text = CASES["cubic_basic"].trace_log((65, 106)).read_text()
+    text = text.replace("4.12149487111492\n", "4.00000000000001\n")
+    py = text.replace("TRACE_C", "TRACE_PY").replace("TRACE_PY: F_latt_c 2.53307886060036",
+                                                     "TRACE_PY: F_latt_c 5")
+    result = compare_traces(text, py)
+    assert result.first_divergence == "F_latt_c"
+    assert [q["name"] for q in result.quirks] == ["sincg_next_to_integer"]
+    assert "#11" in result.explanation and "l = 4.00000000000001" in result.explanation
+    far = compare_traces(text.replace("4.00000000000001\n", "4.12149487111492\n"),
+                         py.replace("4.00000000000001\n", "4.12149487111492\n"))
+    assert far.first_divergence == "F_latt_c" and not far.quirks
