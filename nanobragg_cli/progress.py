@@ -46,6 +46,7 @@ class RenderProgress:
         self._last_t = None
         self._last_frac = 0.0
         self._printing = False
+        self._first = None
 
     # plain lines -----------------------------------------------------------------------------
     def _plain_line(self, text: str) -> None:
@@ -55,17 +56,22 @@ class RenderProgress:
         now = time.perf_counter()
         elapsed = now - self.t0
         frac = done / total if total else 1.0
+        if self._first is None:   # the render's pace is measured from its first report on
+            self._first = (now, done)
+        t1, d1 = self._first
+        rate = (done - d1) / (now - t1) if done > d1 and now > t1 else None
+        left = (total - done) / rate if rate else None
         if not self._printing:
-            projected = elapsed / frac if frac > 0 else float("inf")
-            if not (self.plain_forced or (elapsed >= 1.0 and projected > self.auto_seconds)):
+            projected = (now - t1) + left if left is not None else None
+            if not (self.plain_forced or (projected is not None and
+                                          projected > self.auto_seconds)):
                 return
             self._printing = True
         elif done < total and (now - self._last_t < self.every and
                                frac - self._last_frac < PLAIN_EVERY_FRACTION - 1e-9):
             return
         self._last_t, self._last_frac = now, frac
-        left = elapsed / frac - elapsed if 0 < frac < 1 else 0.0
-        tail = f", about {_seconds(left)} left" if 0 < frac < 1 else ""
+        tail = f", about {_seconds(left)} left" if left is not None and done < total else ""
         self._plain_line(f"{self.label} {100 * frac:.0f}% ({_seconds(elapsed)} elapsed{tail})")
 
     # the bar ---------------------------------------------------------------------------------

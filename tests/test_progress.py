@@ -61,7 +61,8 @@ def test_plain_lines_off_a_terminal_with_progress_or_for_long_runs():
     for k in range(1, 11):
         quick(k, 10)
     slow = RenderProgress(True, stream=long_run, auto_seconds=10.0)
-    slow.t0 = _time.perf_counter() - 2.0     # 2 s for the first 10 %: about 20 s in all
+    start = _time.perf_counter() - 2.0       # 2 s for the first 10 %: about 20 s in all
+    slow.t0, slow._first = start, (start, 0)
     slow(1, 10)
     off = io.StringIO()
     RenderProgress(False, stream=off, plain=True)(1, 10)
