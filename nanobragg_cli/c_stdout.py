@@ -242,8 +242,9 @@ def own_warnings(messages: list) -> list:
     return [m for m in messages if m.startswith(OWN_WARNING)]
 
 
-def statistics_lines(res) -> list:
-    """The blank line C prints when the render ends, and everything after it."""
+def statistics_lines(res, noise: bool = True) -> list:
+    """The blank line C prints when the render ends, and everything after it (without the
+    noise image's two lines if ``noise`` is False: see :func:`noise_lines`)."""
     cfg, scene, st = res.cfg, res.scene, res.stats
     d, out = cfg.detector, cfg.output
     L = ["",
@@ -256,10 +257,16 @@ def statistics_lines(res) -> list:
          "writing %s as 2-byte integers" % out.intfile]
     if out.write_pgm:
         L += ["pgm_scale = %g" % res.pgm_scale, "writing %s as 1-byte integers" % out.pgmfile]
-    if out.calculate_noise:
-        L += ["%.0f photons on noise image (%d overloads)" % (res.noise_photons, res.overloads),
-              "writing %s as 2-byte integers" % out.noisefile]
-    return L
+    return L + (noise_lines(res) if noise else [])
+
+
+def noise_lines(res) -> list:
+    """The noise image's lines (none without one)."""
+    out = res.cfg.output
+    if not out.calculate_noise:
+        return []
+    return ["%.0f photons on noise image (%d overloads)" % (res.noise_photons, res.overloads),
+            "writing %s as 2-byte integers" % out.noisefile]
 
 
 def trace_block(res) -> list:
@@ -271,10 +278,11 @@ def trace_block(res) -> list:
     return [f"TRACE_CONFIG: tracing pixel (spixel={s}, fpixel={f})", *format_lines(res.trace_lines)]
 
 
-def after_render_lines(res) -> list:
+def after_render_lines(res, noise: bool = True) -> list:
     """What follows the set-up block: the -printout_pixel block (C prints it while rendering),
-    the blank line, our trace lines (with -trace_pixel) and the statistics."""
-    stats = statistics_lines(res)
+    the blank line, our trace lines (with -trace_pixel) and the statistics (with the noise
+    image's lines unless ``noise`` is False)."""
+    stats = statistics_lines(res, noise)
     return [*res.printout, stats[0], *trace_block(res), *stats[1:]]
 
 

@@ -120,7 +120,7 @@ def simulate_main(argv: list, written: list | None = None) -> int:
         from .manifest import file_record
         input_records = [file_record(flag, path) for flag, path in inputs]
 
-    from .c_stdout import after_render_lines, own_warnings, setup_lines
+    from .c_stdout import after_render_lines, noise_lines, own_warnings, setup_lines
     from .progress import RenderProgress
     show = cfg.output.progress if tool.progress is None else tool.progress
     bar = RenderProgress(show, plain=tool.progress)
@@ -135,8 +135,9 @@ def simulate_main(argv: list, written: list | None = None) -> int:
         bar.print_stdout(setup_lines(cfg, scene, messages))
 
     try:
-        res = run_simulation(cfg, tool, progress=bar, on_setup=on_setup)
-        bar.print_stdout(after_render_lines(res))
+        res = run_simulation(cfg, tool, progress=bar, on_setup=on_setup,
+                             on_rendered=lambda r: bar.print_stdout(after_render_lines(r, False)))
+        bar.print_stdout(noise_lines(res))
         bar.stage("writing files")
         _write_outputs(cfg, tool, res, argv, inputs, input_records, started, t0, written)
     finally:

@@ -141,13 +141,14 @@ class SimulationResult:
 
 def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
                    extra_trace_pixels: list = (), window: tuple | None = None,
-                   on_setup=None) -> SimulationResult:
+                   on_setup=None, on_rendered=None) -> SimulationResult:
     """Build the scene, render, and compute every output in memory. ``extra_trace_pixels``:
     more (slow, fast) pixels to trace in the same render (``traces`` holds every traced pixel's
     (lines, record)); ``trace_lines``/``trace_record`` are those of -trace_pixel. ``window``:
     compute only that (slow_min, slow_max, fast_min, fast_max) block (see render.render).
     ``on_setup(scene, messages)`` is called once the scene is built, before rendering starts
-    (the CLI prints nanoBragg.c's set-up block there)."""
+    (the CLI prints nanoBragg.c's set-up block there); ``on_rendered(result)`` once the image and
+    its statistics are known, before the noise image is drawn (its noise fields still empty)."""
     import torch
     from . import rng
     from .outputs import image_stats, int_scale, pgm_scale
@@ -185,11 +186,6 @@ def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
                         scene.oversample, scene.fpixels)
     iscale = int_scale(out.intfile_scale, stats.max_I)
     pscale = pgm_scale(out.pgm_scale, iscale, stats.rmsd) if out.write_pgm else None
-    noise, photons, overloads = None, 0.0, 0
-    if out.calculate_noise:
-        if hasattr(progress, "stage"):
-            progress.stage("noise image")
-        noise, photons, overloads = random.noise_image(image, out.seed, out.adc, scene.roi)
     traces = {px: trace_records(scene, cap) for px, cap in result.traces.items()}
     printout = []
     if out.printout_pixel is not None:
@@ -199,13 +195,22 @@ def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
     lines, record = [], None
     if out.trace_pixel is not None and tuple(out.trace_pixel) in traces:
         lines, record = traces[tuple(out.trace_pixel)]
-    return SimulationResult(
+    res = SimulationResult(
         cfg=cfg, scene=scene, image=image, image_tensor=result.image, stats=stats,
-        intfile_scale=iscale, pgm_scale=pscale, noise=noise, noise_photons=photons,
-        overloads=overloads, trace_lines=lines, trace_record=record, traces=traces,
+        intfile_scale=iscale, pgm_scale=pscale, noise=None, noise_photons=0.0,
+        overloads=0, trace_lines=lines, trace_record=record, traces=traces,
         printout=printout,
         messages=messages,
         rendered=rendered, omega_sum=result.omega_sum, seconds=time.perf_counter() - t0)
+    if on_rendered is not None:
+        on_rendered(res)
+    if out.calculate_noise:
+        if hasattr(progress, "stage"):
+            progress.stage("noise image")
+        res.noise, res.noise_photons, res.overloads = random.noise_image(image, out.seed, out.adc,
+                                                                         scene.roi)
+        res.seconds = time.perf_counter() - t0
+    return res
 
 
 def output_files(res: SimulationResult) -> list:
