@@ -172,7 +172,8 @@ def setup_lines(cfg, scene, messages: list) -> list:
         L += ["WARNING: maximum dimension of sample is %g A" % (max(xtal) * 1e10),
               "         but reciprocal pixel size is %g A" % (recip * 1e10),
               "         intensity may vary significantly across a pixel!",
-              "         recommend -oversample %d to work around this" % scene.recommended_oversample]
+              "         recommend -oversample %d to work around this"
+              % scene.recommended_oversample]
     volume = xtal[0] * xtal[1] * xtal[2]
     L.append("approximate MW = %g" % (volume * 1.2e6 * AVOGADRO / (N[0] * N[1] * N[2])))
     L += _structure_factor_lines(cfg, messages)

@@ -269,8 +269,8 @@ def build_scene(cfg: Config, *, c_parity: bool = False, dtype=torch.float64, dev
                 n = float(math.ceil(size / float(norm(vecn))))
             Ns.append(max(n, 1.0))
         if min(c.Na, c.Nb, c.Nc) < 1 and not any(sz > 0 for sz in (c.sample_x, c.sample_y, c.sample_z)):
-            messages.append("nanobragg: warning: N < 1 is treated as N = 1 (nanoBragg.c cannot model an "
-                            "isolated cell)")
+            messages.append("nanobragg: warning: N < 1 is treated as N = 1 (nanoBragg.c cannot "
+                            "model an isolated cell)")
         N = torch.tensor(Ns, **kw)
     N_values = tuple(float(x) for x in N.detach().cpu())
     xtal = [float(norm(v).detach()) * float(n) for v, n in zip((lat.a, lat.b, lat.c), N.detach())]
