@@ -8,9 +8,9 @@ table, :data:`nanobragg_cli.flags.FLAGS`).
 
 from .c_stdout import BANNER
 
-# nanoBragg.c's usage lists these flags, in this order
+# nanoBragg.c's usage lists these flags (a few with an example value), in this order
 USAGE_ORDER = (
-    "-mat", "-hkl", "-misset", "-cell", "-default_F", "-distance", "-detsize", "-detpixels",
+    "-mat filename.mat", "-hkl filename.hkl", "-misset 10 20 30", "-misset random", "-cell", "-default_F", "-distance", "-detsize", "-detpixels",
     "-pixel", "-img", "-mask", "-detector_absorb", "-detector_thick", "-detector_thicksteps",
     "-Xbeam", "-Ybeam", "-mosflm", "-xds", "-ORGX", "-twotheta", "-N", "-xtalsize",
     "-square_xtal", "-round_xtal", "-gauss_xtal", "-tophat_spots", "-oversample",
@@ -33,7 +33,7 @@ def usage_lines(dump_exists: bool = False) -> list:
     from .flags import find_flag
     lines = [BANNER, (USAGE if dump_exists else NO_INPUT + USAGE), "options:"]
     for name in USAGE_ORDER:
-        flag = find_flag(name)
+        flag = find_flag(name.split()[0])
         text = flag.help if flag is not None else ""
         if flag is not None and flag.unit and flag.unit not in ("file", ""):
             text += f" ({flag.unit})"

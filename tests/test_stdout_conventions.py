@@ -69,6 +69,7 @@ def test_no_arguments_prints_nanobraggs_usage_and_exits_9(workdir, capsys):
                         "usage: nanoBragg -mat auto.mat -hkl Fs.hkl")
     assert lines[2] == "options:"
     assert [ln.split("\t")[1].strip() for ln in lines[3:]] == list(USAGE_ORDER)
+    assert len(lines) == 80   # as nanoBragg.c's
     assert all(ln.split("\t")[2] for ln in lines[3:])   # every flag explained
     assert len(out.err.strip().splitlines()) == 1
 
