@@ -21,6 +21,17 @@ def _seconds(t: float) -> str:
     return f"{t:.0f} s" if t >= 10 else f"{t:.1f} s"
 
 
+def _drop_stdout(out) -> None:
+    """Send the rest of ``out`` to /dev/null (its reader has gone)."""
+    import os
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
 class RenderProgress:
     """Callable(done, total) for :func:`nanobragg_cli.render.render`, plus :meth:`stage` for the
     steps after the render and :meth:`print_stdout` for stdout lines printed while it is shown.
@@ -112,9 +123,12 @@ class RenderProgress:
         live = self.bar is not None and getattr(out, "isatty", lambda: False)()
         if live:
             self.bar.stop()
-        if lines:
-            out.write("\n".join(lines) + "\n")
-        out.flush()
+        try:
+            if lines:
+                out.write("\n".join(lines) + "\n")
+            out.flush()
+        except BrokenPipeError:   # e.g. `nanobragg ... | head`: the run goes on, its files too
+            _drop_stdout(out)
         if live:
             self.bar.start()
 

@@ -80,3 +80,21 @@ def test_suite_on_a_missing_folder_says_so(workdir, capsys):
     res = CliRunner().invoke(suite_command, ["no_such_folder"])
     assert res.exit_code != 0
     assert "no_such_folder: the folder does not exist" in res.output
+
+
+def test_a_reader_that_leaves_early_does_not_stop_the_run(tmp_path):
+    """`nanobragg ... | head -1`: the set-up block goes out before the render; once the reader
+    has gone, the rest of stdout is dropped and the run still writes its files."""
+    import subprocess
+    import sys
+    argv = BASE + ["-default_F", "100", "-detpixels", "256", "-oversample", "2", "-nonoise",
+                   "-floatfile", "f.bin", "-intfile", "i.img"]
+    proc = subprocess.Popen([sys.executable, "-m", "nanobragg_cli", *argv], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().decode().strip() == BANNER
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert err == b""
+    assert (tmp_path / "f.bin").stat().st_size == 256 * 256 * 4
+    assert (tmp_path / "i.img").exists()
