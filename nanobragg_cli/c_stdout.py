@@ -102,12 +102,16 @@ def _structure_factor_lines(cfg, messages: list) -> list:
     return lines + [m for m in messages if m.startswith(SF_PREFIXES)]
 
 
-def _source_lines(cfg, scene) -> list:
-    """divergence deviation / lambda steps (for a generated grid) and the source list."""
+def _source_lines(cfg, scene) -> tuple:
+    """(lines, divergence steps): the divergence deviation and lambda steps of a generated grid,
+    and the source list C prints (position before unitizing, weight, wavelength)."""
     from .geometry.beam import _cut_term
     b = cfg.beam
-    lines = []
+    lines, kept = [], -1       # C leaves its divergence count at -1 with -sourcefile
+    n = scene.n_src
+    lams = _floats(scene.source_lambda)
     if b.sourcefile is None:
+        kept = 0
         for ih in range(b.hdivsteps):
             for iv in range(b.vdivsteps):
                 hdiv = b.hdivstep * ih - b.hdivrange / 2.0
@@ -116,21 +120,19 @@ def _source_lines(cfg, scene) -> list:
                     _cut_term(vdiv, b.vdivstep, b.vdivsteps, b.vdivrange)
                 if b.round_div and test * 4.0 > 1.1:
                     continue
+                kept += 1
                 lines.append("divergence deviation: %g %g" % (hdiv, vdiv))
         for k in range(b.dispsteps):
             lam = b.lambda0 * (1.0 + b.dispstep * k - b.dispersion / 2.0)
             lines.append("lambda%d = %.15g" % (k, lam))
+    # the positions before unitizing and the weights (the file's I column), kept by the scene
     src = scene.sources
-    n = scene.n_src
-    weights = getattr(src, "weights", None)
-    if weights is None:
-        weights = [1.0 / n] * n
-    lams = _floats(scene.source_lambda)
+    weights = src.weights if getattr(src, "weights", None) is not None else [1.0 / n] * n
+    rows = [(float(p[0]), float(p[1]), float(p[2]), float(w), lam)
+            for p, w, lam in zip(src.positions, weights, lams)]
     lines.append("  created a total of %d sources:" % n)
-    for pos, w, lam in zip(src.positions, weights, lams):
-        lines.append("%g %g %g   %g %g" % (float(pos[0]), float(pos[1]), float(pos[2]),
-                                           float(w), lam))
-    return lines
+    lines += ["%g %g %g   %g %g" % row for row in rows]
+    return lines, kept
 
 
 def setup_lines(cfg, scene, messages: list) -> list:
@@ -167,13 +169,14 @@ def setup_lines(cfg, scene, messages: list) -> list:
     L.append("crystal is %g x %g x %g microns" % tuple(x * 1e6 for x in xtal))
     if s.oversample <= 0:
         L.append("auto-selected %d-fold oversampling" % scene.oversample)
-    if scene.oversample < scene.recommended_oversample:
-        recip = b.lambda0 * float(g.distance.detach()) / d.pixel_size
+    recip = b.lambda0 * float(g.distance.detach()) / d.pixel_size
+    recommended = max(math.ceil(3.0 * max(xtal) / recip), 1)
+    if scene.oversample < recommended:
         L += ["WARNING: maximum dimension of sample is %g A" % (max(xtal) * 1e10),
               "         but reciprocal pixel size is %g A" % (recip * 1e10),
               "         intensity may vary significantly across a pixel!",
               "         recommend -oversample %d to work around this"
-              % scene.recommended_oversample]
+              % recommended]
     volume = xtal[0] * xtal[1] * xtal[2]
     L.append("approximate MW = %g" % (volume * 1.2e6 * AVOGADRO / (N[0] * N[1] * N[2])))
     L += _structure_factor_lines(cfg, messages)
@@ -184,7 +187,8 @@ def setup_lines(cfg, scene, messages: list) -> list:
         L.append("thick%d = %g um" % (k, thickstep * k * 1e6))
     for k in range(s.phisteps):
         L.append("phi%d = %g" % (k, (s.phi0 + s.phistep * k) * RTD))
-    L += _source_lines(cfg, scene)
+    source_lines, divsteps = _source_lines(cfg, scene)
+    L += source_lines
     L.append("  created a total of %d mosaic domains" % scene.n_mos)
 
     L.append("  %d initialized hkls (all others =%g)" % (scene.hkl_count, c.default_F))
@@ -220,7 +224,6 @@ def setup_lines(cfg, scene, messages: list) -> list:
     L.append("  roi: %d < x < %d && %d < y < %d" % tuple(d.roi))
     L.append("  hdivrange=%g hdivstep=%g  radians" % (b.hdivrange, b.hdivstep))
     L.append("  vdivrange=%g vdivstep=%g  radians" % (b.vdivrange, b.vdivstep))
-    divsteps = -1 if b.sourcefile is not None else scene.sources.divergence_steps
     L.append("  %d divergence steps" % divsteps)
     L.append("  %d sources" % scene.n_src)
     L.append("  %d mosaic domains over mosaic spread of %g degrees" % (
