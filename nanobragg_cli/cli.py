@@ -120,15 +120,14 @@ def simulate_main(argv: list, written: list | None = None) -> int:
         from .manifest import file_record
         input_records = [file_record(flag, path) for flag, path in inputs]
 
-    from .c_stdout import after_render_lines, noise_lines, own_warnings, setup_lines
+    from .c_stdout import OWN_WARNING, after_render_lines, noise_lines, own_warnings, setup_lines
     from .progress import RenderProgress
     show = cfg.output.progress if tool.progress is None else tool.progress
     bar = RenderProgress(show, plain=tool.progress)
 
     def on_setup(scene, messages):
         # known once the scene is built (a bad input file has failed by then, alone on stderr)
-        for w in list(cfg.warnings) + [m[len("nanobragg: warning: "):]
-                                       for m in own_warnings(messages)]:
+        for w in list(cfg.warnings) + [m[len(OWN_WARNING):] for m in own_warnings(messages)]:
             _note(f"warning: {w}")
         _seed_notes(cfg)
         sys.stderr.flush()

@@ -17,8 +17,6 @@ from .flags import apply_flags
 from .image_headers import apply_image_headers
 from .options import RawOptions
 
-RTD = 180.0 / math.pi
-
 
 @dataclass
 class ToolOptions:
