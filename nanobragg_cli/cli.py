@@ -1,7 +1,8 @@
 """Command line entry point: ``nanobragg <nanoBragg.c flags>`` and the subcommands.
 
-Parsing is separate from physics: argv becomes a Config (:func:`nanobragg_cli.simulate.prepare`)
-and the same functions the Python API uses do the work. Nothing here imports torch until a
+Parsing is separate from physics: the simulate command lives in :mod:`nanobragg_cli.simulate`
+(argv -> Config -> render -> files -> report), whose stages the Python API and the subcommands
+share. Nothing here imports torch until a
 simulation actually runs, so ``--help`` and ``--version`` are instant.
 
 Contract with the user: every error prints one line (``nanobragg: error: ...`` naming the flag or
@@ -13,7 +14,6 @@ renamed into place together once every one of them is complete.
 import os
 import signal
 import sys
-import time
 
 from . import __version__
 from .errors import NanoBraggError
@@ -32,10 +32,6 @@ class Terminated(BaseException):
 def _err(message: str, code: int = 9) -> int:
     print(f"nanobragg: error: {message}", file=sys.stderr)
     return code
-
-
-def _note(message: str) -> None:
-    print(f"nanobragg: {message}", file=sys.stderr)
 
 
 def _subcommand(name: str, args: list) -> int:
@@ -60,112 +56,12 @@ def _subcommand(name: str, args: list) -> int:
     return rv if isinstance(rv, int) else 0
 
 
-def _seed_notes(cfg) -> None:
-    """Say which time-based seeds this run uses, so that it can be repeated exactly."""
-    out, c = cfg.output, cfg.crystal
-    if out.calculate_noise and not out.seed_given:
-        _note(f"noise seed: {out.seed} (repeat with -seed {-out.seed})")
-    if c.misset == "random" and not c.misset_seed_given:
-        _note(f"random misset seed: {c.misset_seed} (repeat with -misset_seed {-c.misset_seed})")
-
-
-def _trace_json(cfg, tool, res) -> bytes:
-    import json
-    record = res.trace_record or {"lines": [], "per_phi": [], "final": {}}
-    pixel = cfg.output.trace_pixel
-    record = dict(record, pixel={"slow": pixel[0] if pixel else None,
-                                 "fast": pixel[1] if pixel else None},
-                  mode="c-parity" if tool.c_parity else "default")
-    return json.dumps(record, indent=1).encode()
-
-
-def _extra_outputs(cfg, tool, res, argv: list) -> list:
-    """[(flag, path, bytes)] of this tool's own outputs (--trace-json, --hdf5, --png)."""
-    files = []
-    if tool.trace_json:
-        files.append(("--trace-json", tool.trace_json, _trace_json(cfg, tool, res)))
-    if tool.hdf5:
-        from .io.hdf5 import hdf5_bytes
-        files.append(("--hdf5", tool.hdf5, hdf5_bytes(res, title=" ".join(["nanobragg", *argv]))))
-    if tool.png:
-        from .io.png import image_png_bytes
-        files.append(("--png", tool.png, image_png_bytes(res.image, tool.png_scale, res.rendered)))
-    return files
-
-
 def simulate_main(argv: list, written: list | None = None) -> int:
-    """Run a simulation from nanoBragg.c flags (plus this tool's --options).
-
-    ``written`` (a list) receives each output path once it is in place, so that an interrupted
-    caller can say which files exist.
-    """
-    from . import preflight
-    from .simulate import prepare, run_simulation, split_tool_options
-
-    started, t0 = time.time(), time.perf_counter()
-    written = [] if written is None else written
-    nb_argv, tool = split_tool_options(argv)
-    if tool.hdf5:
-        from .io.hdf5 import require_h5py
-        require_h5py()
-    preflight.check_header_inputs(nb_argv)
-    cfg = prepare(nb_argv)
-    inputs = preflight.input_files(cfg)
-    preflight.check_inputs(inputs)
-    preflight.check_outputs(preflight.planned_outputs(cfg, tool), inputs)
-    preflight.check_memory(cfg, tool.max_memory)
-
-    input_records = None
-    if tool.manifest:
-        from .manifest import file_record
-        input_records = [file_record(flag, path) for flag, path in inputs]
-
-    from .c_stdout import OWN_WARNING, after_render_lines, noise_lines, own_warnings, setup_lines
-    from .progress import RenderProgress
-    show = cfg.output.progress if tool.progress is None else tool.progress
-    bar = RenderProgress(show, plain=tool.progress)
-
-    def on_setup(scene, messages):
-        # known once the scene is built (a bad input file has failed by then, alone on stderr)
-        for w in list(cfg.warnings) + [m[len(OWN_WARNING):] for m in own_warnings(messages)]:
-            _note(f"warning: {w}")
-        _seed_notes(cfg)
-        sys.stderr.flush()
-        bar.print_stdout(setup_lines(cfg, scene, messages))
-
-    try:
-        res = run_simulation(cfg, tool, progress=bar, on_setup=on_setup,
-                             on_rendered=lambda r: bar.print_stdout(after_render_lines(r, False)))
-        bar.print_stdout(noise_lines(res))
-        bar.stage("writing files")
-        _write_outputs(cfg, tool, res, argv, inputs, input_records, started, t0, written)
-    finally:
-        bar.close()
-    return 0
-
-
-def _write_outputs(cfg, tool, res, argv, inputs, input_records, started, t0, written) -> None:
-    """Every output file of the run, all or nothing, then the manifest."""
-    from .simulate import output_files
-    flag_of = {cfg.output.floatfile: "-floatfile", cfg.output.intfile: "-intfile",
-               cfg.output.pgmfile: "-pgmfile", cfg.output.noisefile: "-noisefile"}
-    files = [(flag_of.get(path, "output"), path, data) for path, data in output_files(res)]
-    files += _extra_outputs(cfg, tool, res, argv)
-
-    from .io.atomic import atomic_write_bytes, atomic_write_many
-    # all-or-nothing through renames; no fsync: like nanoBragg.c's own writes, durability against
-    # power loss is left to the filesystem (a sync costs as much as writing a 6 Mpixel image)
-    atomic_write_many([(path, data) for _, path, data in files], committed=written, fsync=False)
-    if tool.manifest:
-        from .manifest import file_record, manifest, manifest_bytes
-        outputs = [file_record(flag, path, data) for flag, path, data in files]
-        dump = cfg.crystal.dumpfile
-        if cfg.crystal.hklfile is not None and os.path.isfile(dump):
-            outputs.append(file_record("-dump", dump))
-        record = manifest(list(argv), cfg, tool, res, input_records, outputs, started,
-                          time.perf_counter() - t0)
-        atomic_write_bytes(tool.manifest, manifest_bytes(record))
-        written.append(tool.manifest)
+    """Run a simulation from nanoBragg.c flags (plus this tool's --options): the simulate
+    command of :mod:`nanobragg_cli.simulate`. ``written`` (a list) receives each output path once
+    it is in place, so that an interrupted caller can say which files exist."""
+    from .simulate import simulate_command
+    return simulate_command(argv, written)
 
 
 def _interrupted(written: list, what: str) -> str:

@@ -15,10 +15,9 @@ import math
 from typing import Callable
 
 from .cnum import looks_numeric, parse_float, parse_int
+from .constants import RTD
 from .errors import FlagError
 from .options import RawOptions
-
-RTD = 180.0 / math.pi
 
 GROUPS = ("Crystal", "Beam", "Detector", "Sampling", "Sensor", "Output", "Noise", "Trace",
           "No effect")

@@ -6,10 +6,9 @@ mask's BEAM_CENTER_Y is flipped (Ybeam = detsize_s - value), as in nanoBragg.c.
 
 import math
 
+from .constants import RTD
 from .errors import FlagError
 from .options import RawOptions
-
-RTD = 180.0 / math.pi
 
 
 def _apply_header(o: RawOptions, image, flip_y: bool) -> None:

@@ -3,8 +3,8 @@ keep every piece of evidence in one folder.
 
 ``nanobragg parity --c-trace C.log [--c-image C.bin|C.npz|C.npy] [--topic NAME | --out DIR]
 [--c-parity] -- <nanoBragg flags> -trace_pixel S F`` renders in-process through the CLI's code
-path (:func:`~nanobragg_cli.simulate.prepare`, :func:`~nanobragg_cli.simulate.run_simulation`,
-:func:`~nanobragg_cli.simulate.output_files`), compares our trace with each C trace
+path (:mod:`nanobragg_cli.simulate`: ``prepare``, ``run_simulation``, ``output_files``,
+``stdout_report``, ``trace_json_record``), compares our trace with each C trace
 (:mod:`nanobragg_cli.compare`) and our image with the C image
 (:func:`~nanobragg_cli.golden.compare_images`), and writes ``DIR/<UTC timestamp>/``:
 
@@ -162,13 +162,6 @@ def image_metrics(ours, ref, origin: tuple | None, region: tuple, rtol: float,
             "c_max": peak, "c_sum": float(b.sum()), "py_sum": float(a.sum()), "ok": m.ok}
 
 
-def stdout_lines(res) -> list:
-    """Our stdout for a run, as the CLI prints it (nanoBragg.c's lines with the TRACE_PY lines of
-    the traced pixel before the solid-angle line)."""
-    from .c_stdout import report_lines
-    return report_lines(res)
-
-
 def _trace_checks(c_traces: list) -> tuple:
     """Parse the C traces: (list of (path, records, name, text, meta, label)), C's pixel."""
     parsed, labels = [], set()
@@ -211,22 +204,11 @@ def _c_command(check: TraceCheck, pixel: tuple) -> str | None:
             + shlex.join(argv))
 
 
-def run_parity(nb_argv: list, c_traces: list, out: Path, *, c_image: Path | None = None,
-               c_image_origin: tuple | None = None, c_parity: bool = False,
-               dtype: str | None = None, device: str | None = None,
-               rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
-               image_rtol: float = IMAGE_RTOL, image_atol_fraction: float = IMAGE_ATOL_FRACTION,
-               window: tuple | None = None, c_command: str | None = None,
-               invocation: str | None = None, progress=None) -> ParityResult:
-    """Render ``nb_argv`` (nanoBragg flags plus this tool's --options) in-process, compare with
-    the C traces (the first decides the exit status) and the C image, and write the bundle
-    ``out/<UTC timestamp>/``. Raises :class:`ParityInputError` / NanoBraggError on bad input
-    (then nothing is written)."""
-    from .simulate import output_files, prepare, run_simulation, split_tool_options
-
-    if not c_traces:
-        raise ParityInputError("--c-trace: give at least one nanoBragg.c trace")
-    parsed, c_pixel = _trace_checks(c_traces)
+def _prepare(nb_argv: list, parsed: list, c_pixel: tuple | None, c_parity: bool,
+             dtype: str | None, device: str | None) -> tuple:
+    """(nanoBragg argv, ToolOptions, Config, traced pixel) of a parity run: the options given
+    to ``nanobragg parity`` win over those among the flags; -trace_pixel defaults to C's."""
+    from .simulate import prepare, split_tool_options
     argv, tool = split_tool_options(list(nb_argv))
     tool.c_parity = tool.c_parity or c_parity
     tool.dtype = dtype or tool.dtype
@@ -242,15 +224,61 @@ def run_parity(nb_argv: list, c_traces: list, out: Path, *, c_image: Path | None
     if c_pixel is not None and c_pixel != pixel:
         raise ParityInputError(f"-trace_pixel {pixel[0]} {pixel[1]}: the C trace {parsed[0][0]} "
                                f"traced pixel {c_pixel[0]} {c_pixel[1]}")
+    return argv, tool, cfg, pixel
+
+
+def _check_window(window: tuple, shape: tuple, pixel: tuple) -> None:
+    """--window must lie in the detector and hold the traced pixel."""
+    s0, s1, f0, f1 = window
+    if not (0 <= s0 <= s1 < shape[0] and 0 <= f0 <= f1 < shape[1]):
+        raise ParityInputError(f"--window {s0} {s1} {f0} {f1}: expected 0 <= S0 <= S1 < "
+                               f"{shape[0]} and 0 <= F0 <= F1 < {shape[1]}")
+    if not (s0 <= pixel[0] <= s1 and f0 <= pixel[1] <= f1):
+        raise ParityInputError(f"--window {s0} {s1} {f0} {f1}: the traced pixel "
+                               f"{pixel[0]} {pixel[1]} is outside it")
+
+
+def _plain_command(argv: list, tool) -> str:
+    """Our simulation as a plain ``nanobragg`` command line."""
+    return shlex.join(["nanobragg", *argv] + (["--c-parity"] if tool.c_parity else [])
+                      + (["--dtype", tool.dtype] if tool.dtype != "float64" else [])
+                      + (["--device", tool.device] if tool.device != "cpu" else []))
+
+
+def _commands_text(plain: str, checks: list, pixel: tuple, window: tuple | None,
+                   invocation: str | None, c_command: str | None) -> str:
+    """commands.txt: the working folder, this bundle's command, the plain one, the C one."""
+    c_lines = [c_command] if c_command else [c for c in (_c_command(ch, pixel)
+                                                         for ch in checks) if c]
+    commands = ["# working folder", os.getcwd(), "", "# this bundle",
+                invocation or "(run through the Python API: nanobragg_cli.parity.run_parity)",
+                "", "# our simulation as a plain command (it writes its outputs into the "
+                "working folder" + ("; it renders the whole image, the bundle only --window "
+                                    f"{' '.join(map(str, window))}" if window else "") + ")",
+                plain, "", "# nanoBragg.c"] + (c_lines or ["unknown (give --c-command)"])
+    return "\n".join(commands) + "\n"
+
+
+def run_parity(nb_argv: list, c_traces: list, out: Path, *, c_image: Path | None = None,
+               c_image_origin: tuple | None = None, c_parity: bool = False,
+               dtype: str | None = None, device: str | None = None,
+               rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
+               image_rtol: float = IMAGE_RTOL, image_atol_fraction: float = IMAGE_ATOL_FRACTION,
+               window: tuple | None = None, c_command: str | None = None,
+               invocation: str | None = None, progress=None) -> ParityResult:
+    """Render ``nb_argv`` (nanoBragg flags plus this tool's --options) in-process, compare with
+    the C traces (the first decides the exit status) and the C image, and write the bundle
+    ``out/<UTC timestamp>/``. Raises :class:`ParityInputError` / NanoBraggError on bad input
+    (then nothing is written)."""
+    from .simulate import output_files, run_simulation, stdout_report, trace_json_record
+
+    if not c_traces:
+        raise ParityInputError("--c-trace: give at least one nanoBragg.c trace")
+    parsed, c_pixel = _trace_checks(c_traces)
+    argv, tool, cfg, pixel = _prepare(nb_argv, parsed, c_pixel, c_parity, dtype, device)
     shape = (cfg.detector.spixels, cfg.detector.fpixels)
     if window is not None:
-        s0, s1, f0, f1 = window
-        if not (0 <= s0 <= s1 < shape[0] and 0 <= f0 <= f1 < shape[1]):
-            raise ParityInputError(f"--window {s0} {s1} {f0} {f1}: expected 0 <= S0 <= S1 < "
-                                   f"{shape[0]} and 0 <= F0 <= F1 < {shape[1]}")
-        if not (s0 <= pixel[0] <= s1 and f0 <= pixel[1] <= f1):
-            raise ParityInputError(f"--window {s0} {s1} {f0} {f1}: the traced pixel "
-                                   f"{pixel[0]} {pixel[1]} is outside it")
+        _check_window(window, shape, pixel)
     ref = region = None
     if c_image is not None:
         ref = load_c_image(Path(c_image), shape, c_image_origin)
@@ -277,7 +305,7 @@ def run_parity(nb_argv: list, c_traces: list, out: Path, *, c_image: Path | None
         if not res.trace_lines:
             raise ParityInputError(f"-trace_pixel {pixel[0]} {pixel[1]}: the pixel is not "
                                    "rendered (outside -roi, or masked), so there is no trace")
-        py_text = "\n".join(stdout_lines(res)) + "\n"
+        py_text = "\n".join(stdout_report(res)) + "\n"
         py_records, _ = load_trace(py_text, prefer="PY")
         checks = []
         for k, (path, records, name, text, meta, label) in enumerate(parsed):
@@ -295,11 +323,8 @@ def run_parity(nb_argv: list, c_traces: list, out: Path, *, c_image: Path | None
         files = {}
         for path, data in output_files(res):
             files[Path(path).name] = data
-        record = res.trace_record or {"lines": [], "per_phi": [], "final": {}}
-        record = dict(record, pixel={"slow": pixel[0], "fast": pixel[1]},
-                      mode="c-parity" if tool.c_parity else "default")
         files["trace_py.log"] = py_text.encode()
-        files["trace_py_per_phi.json"] = json_text(record).encode()
+        files["trace_py_per_phi.json"] = json_text(trace_json_record(res, tool)).encode()
         for (path, _, _, text, _, _), check in zip(parsed, checks):
             files[check.copy_name] = text.encode()
             files[check.stem + ".txt"] = compare_text(check.result).encode()
@@ -309,18 +334,9 @@ def run_parity(nb_argv: list, c_traces: list, out: Path, *, c_image: Path | None
             files["image_metrics.json"] = json_text(metrics).encode()
         files["env.json"] = json_text(environment(tool)).encode()
         files["git_sha.txt"] = git_sha().encode()
-        plain = shlex.join(["nanobragg", *argv] + (["--c-parity"] if tool.c_parity else [])
-                           + (["--dtype", tool.dtype] if tool.dtype != "float64" else [])
-                           + (["--device", tool.device] if tool.device != "cpu" else []))
-        c_lines = [c_command] if c_command else [c for c in (_c_command(ch, pixel)
-                                                             for ch in checks) if c]
-        commands = ["# working folder", os.getcwd(), "", "# this bundle",
-                    invocation or "(run through the Python API: nanobragg_cli.parity.run_parity)",
-                    "", "# our simulation as a plain command (it writes its outputs into the "
-                    "working folder" + ("; it renders the whole image, the bundle only --window "
-                                        f"{' '.join(map(str, window))}" if window else "") + ")",
-                    plain, "", "# nanoBragg.c"] + (c_lines or ["unknown (give --c-command)"])
-        files["commands.txt"] = ("\n".join(commands) + "\n").encode()
+        plain = _plain_command(argv, tool)
+        files["commands.txt"] = _commands_text(plain, checks, pixel, window, invocation,
+                                               c_command).encode()
         exit_code = 0 if checks[0].result.first_divergence is None else 1
         if metrics is not None and not metrics["ok"]:
             exit_code = 1

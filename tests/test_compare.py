@@ -24,7 +24,7 @@ from click.testing import CliRunner  # noqa: E402
 
 from nanobragg_cli.compare import compare_command, compare_traces  # noqa: E402
 from nanobragg_cli.compare_report import to_json, to_markdown  # noqa: E402
-from nanobragg_cli.quirks import QUIRK_DETECTORS  # noqa: E402
+from nanobragg_cli.compare_explain import QUIRK_DETECTORS  # noqa: E402
 from nanobragg_cli.tracefmt import TraceInputError, load_trace, parse_trace  # noqa: E402
 
 GOLDEN = Path(os.environ.get("NB_GOLDEN_DIR", REPO.parent / "shared" / "golden"))

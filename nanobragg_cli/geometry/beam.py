@@ -21,7 +21,9 @@ SOURCE_DISTANCE = 10.0  # m, nanoBragg.c's default
 class SourceGrid:
     """directions: (S, 3) unit vectors toward the sources; wavelength_factor: (S,) multipliers of
     λ0 (None for a source file); file_lambda: (S,) wavelengths in m from a source file (None for a
-    grid); divergence_steps: number of divergence points kept by the elliptical cut."""
+    grid); divergence_steps: number of divergence points kept by the elliptical cut; positions
+    (S, 3) m before unitizing and weights (S,) (a file's I column, else 1/S): what nanoBragg.c
+    prints of each source (nanobragg_cli.c_stdout)."""
     directions: Tensor
     wavelength_factor: Tensor | None
     file_lambda: Tensor | None
