@@ -198,7 +198,7 @@ def setup_lines(cfg, scene, messages: list) -> list:
         L.append("  polarization effect disabled")
     else:
         L.append("  Kahn polarization factor: %f" % b.polarization)
-    if d.curved:
+    if (getattr(d, "curved_c", d.curved) if scene.c_parity else d.curved):
         L.append("  curved detector: all pixels same distance from origin")
     if d.point_pixel:
         L.append("  pixel obliquity effect disabled")

@@ -18,7 +18,9 @@ import sys
 from . import __version__
 from .errors import NanoBraggError
 
-SUBCOMMANDS = ("compare", "parity", "suite", "bench")
+SUBCOMMANDS = ("compare", "parity", "suite", "bench", "golden")
+# a subcommand whose click command lives in a module not named after it
+SUBCOMMAND_MODULES = {"golden": "golden_make"}
 HELP = ("-h", "--help", "-help")
 EXIT_INTERRUPT = 130
 EXIT_TERMINATED = 143
@@ -35,12 +37,14 @@ def _err(message: str, code: int = 9) -> int:
 
 
 def _subcommand(name: str, args: list) -> int:
-    """Run ``nanobragg_cli.<name>.<name>_command`` (a click command), ``--help`` included."""
+    """Run ``nanobragg_cli.<module>.<name>_command`` (a click command), ``--help`` included;
+    the module is ``name`` unless SUBCOMMAND_MODULES says otherwise."""
     import importlib
+    mod = SUBCOMMAND_MODULES.get(name, name)
     try:
-        module = importlib.import_module(f".{name}", __package__)
+        module = importlib.import_module(f".{mod}", __package__)
     except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.{name}":
+        if exc.name != f"{__package__}.{mod}":
             raise  # a dependency of the subcommand is missing: say which (internal error line)
         raise NanoBraggError(f"{name}: this subcommand is not available in this installation "
                              f"(module {__package__}.{name} is missing)") from None

@@ -148,4 +148,7 @@ QUIRK_DETECTORS: list[Callable[[QuirkContext], str | None]] = [
     known_differences.quirk_sensor_layers,
     known_differences.quirk_water_background,
     known_differences.quirk_sincg_next_to_integer,
+    known_differences.quirk_oversample_thick_without_sensor,
+    known_differences.quirk_hkl_read_by_fscanf,
+    known_differences.quirk_polarization_along_the_beam,
 ]

@@ -1,4 +1,4 @@
-"""A golden corpus of nanoBragg.c outputs (laid out like ../shared/golden) and how to check us
+"""A golden corpus of nanoBragg.c outputs (laid out like tests/golden) and how to check us
 against it: load cases, run one in-process, compare images and traces.
 
 Used by the test-suite and by ``nanobragg suite``. A case is run in a fresh temporary working
@@ -25,11 +25,11 @@ TRACE_ATOL = 1e-12
 
 
 def default_golden_dir() -> Path:
-    """$NB_GOLDEN_DIR, else ../shared/golden beside the repository."""
+    """$NB_GOLDEN_DIR if set (and not empty), else the corpus in the repository, tests/golden."""
     env = os.environ.get(GOLDEN_ENV)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent.parent / "shared" / "golden"
+    return Path(__file__).resolve().parent.parent / "tests" / "golden"
 
 
 @dataclass

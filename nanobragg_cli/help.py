@@ -18,8 +18,11 @@ from .tool_options import TOOL_OPTIONS
 SUBCOMMANDS_HELP = (
     ("compare", "C_TRACE PY_TRACE", "diff a nanoBragg.c trace against ours; names the first "
      "divergence"),
-    ("parity", "...", "write a parity evidence bundle (traces, comparison, environment)"),
-    ("suite", "GOLDEN_DIR", "run a golden corpus and compare every case (CI parity job)"),
+    ("parity", "...", "write a parity evidence bundle (traces, comparison, environment); "
+     "--c-bin runs a nanoBragg binary itself"),
+    ("suite", "GOLDEN_DIR", "run a golden corpus and compare every case (CI parity job); "
+     "--c-bin PATH --cases FILE runs a case list through a binary"),
+    ("golden", "make ...", "write a golden corpus from any nanoBragg binary and a case list"),
     ("bench", "...", "time our renders (and nanoBragg.c's, if given)"),
 )
 

@@ -18,13 +18,13 @@ def _apply_header(o: RawOptions, image, flip_y: bool) -> None:
         o.pixel_size = v / 1000.0
     o.detsize_f = o.pixel_size * o.fpixels
     o.detsize_s = o.pixel_size * o.spixels
-    for key, attr, scale in (("DISTANCE", "distance", 1e-3),
-                             ("CLOSE_DISTANCE", "close_distance", 1e-3),
-                             ("WAVELENGTH", "lambda0", 1e-10),
-                             ("BEAM_CENTER_X", "Xbeam", 1e-3)):
+    for key, attr, divisor in (("DISTANCE", "distance", 1000.0),
+                               ("CLOSE_DISTANCE", "close_distance", 1000.0),
+                               ("WAVELENGTH", "lambda0", 1e10),
+                               ("BEAM_CENTER_X", "Xbeam", 1000.0)):
         v = image.value(key)
         if not math.isnan(v):
-            setattr(o, attr, v * scale)
+            setattr(o, attr, v / divisor)  # divided, as nanoBragg.c does (bit for bit)
     v = image.value("BEAM_CENTER_Y")
     if not math.isnan(v):
         o.Ybeam = o.detsize_s - v / 1000.0 if flip_y else v / 1000.0

@@ -19,6 +19,7 @@ import math
 import torch
 from torch import Tensor
 
+from .geometry.beam import e_vector
 from .geometry.rotation import rotate_axis
 from .physics import (GAUSS_WIDTH, ROUND_XTAL_SCALE, TOPHAT_CUT, capture_fraction,
                       polarization_factor, sinc3, sincg_direct, sincg_like_c, sincg_reduced,
@@ -74,7 +75,8 @@ def subpixel_positions(scene: Scene, sp: Tensor, fp: Tensor) -> tuple:
     else:  # one layer: Odet = 0
         pos = tuple((Fdet * det.fdet[c] + Sdet * det.sdet[c] + det.pix0[c])
                     .reshape(T, os_ * os_, P) for c in range(3))
-    if scene.cfg.detector.curved:
+    d_cfg = scene.cfg.detector
+    if d_cfg.curved_c if scene.c_parity else d_cfg.curved:
         # pixels on a sphere of radius `distance`: detector coordinates used as angles, as in C
         d = det.distance
         start = (d * det.beam).expand(T, os_ * os_, P, 3)
@@ -95,7 +97,10 @@ def pixel_geometry(scene: Scene, pix: Tensor) -> PixelGeometry:
     diffracted = (x / airpath, y / airpath, z / airpath)
     omega_sub = solid_angle(det.pixel_size, airpath, det.close_distance,
                             scene.cfg.detector.point_pixel)
-    if scene.detector_thick == 0.0:
+    # C-parity quirk (-oversample_thick without a sensor): with no thickness nanoBragg.c still
+    # recomputes the capture fraction per sub-pixel, exp(0) - exp(0) = 0, so the image is all 0;
+    # the default mode keeps 1 (no sensor model: every photon counts)
+    if scene.detector_thick == 0.0 and not (scene.c_parity and scene.cfg.sampling.oversample_thick):
         cf_sub = torch.ones_like(airpath)
     else:
         layer = torch.arange(scene.thicksteps, dtype=scene.dtype, device=scene.device)[:, None, None]
@@ -124,7 +129,12 @@ def polarization(scene: Scene, diffracted: tuple) -> Tensor:
         cos2t = sum(d[:, :, None, :] * incident[:, c, None] for c, d in enumerate(diffracted))
         return 0.5 * (1.0 + cos2t * cos2t)
     d = torch.stack(diffracted, dim=-1)[:, :, None, :, :]                # (T, SS, 1, P, 3)
-    return polarization_factor(scene.kahn, incident[:, None, :], d, scene.polar_vector)
+    axis = scene.polar_vector
+    # C-parity quirk (polarization along the beam): nanoBragg.c's zero basis gives psi = 0 for a
+    # source along the polarization axis; the default mode picks a perpendicular E-vector
+    if not scene.c_parity:
+        axis = e_vector(incident, axis)[:, None, :]
+    return polarization_factor(scene.kahn, incident[:, None, :], d, axis)
 
 
 def miller_indices(scene: Scene, scat: tuple, first_sub: tuple | None) -> list:

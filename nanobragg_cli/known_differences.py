@@ -55,8 +55,27 @@ def quirk_per_source_polarization(ctx) -> str | None:
             f"not{_rel(ctx)}. " + REPRODUCE)
 
 
+def _no_sensor_capture(ctx) -> bool:
+    """#14's signature: -oversample_thick on and a capture fraction of exactly 0 in C."""
+    cap = _first(ctx.c_records, "capture_fraction")
+    thick = _first(ctx.c_records, "oversample_thick")
+    return cap is not None and cap.values[0] == 0.0 and thick is not None and thick.values[0] != 0
+
+
+def quirk_oversample_thick_without_sensor(ctx) -> str | None:
+    """#14: -oversample_thick without a sensor thickness gives nanoBragg.c a capture fraction 0."""
+    if not _no_sensor_capture(ctx) or ctx.row.key not in SUM_KEYS | FINAL_KEYS | {
+            "capture_fraction"}:
+        return None
+    return (f"Documented difference #14 ({DOC}): with -oversample_thick and no sensor thickness "
+            "nanoBragg.c's capture fraction is exp(0) - exp(0) = 0 (an all-zero image); the "
+            "default mode has no sensor model there (capture fraction 1). " + REPRODUCE)
+
+
 def quirk_oversample_factors(ctx) -> str | None:
     """#4: -oversample_thick/_polar/_omega multiply nanoBragg.c's running sum."""
+    if _no_sensor_capture(ctx):
+        return None
     on = [k for k in ("thick", "polar", "omega")
           if (r := _first(ctx.c_records, f"oversample_{k}")) is not None and r.values[0] != 0]
     if not on or ctx.row.key not in SUM_KEYS | FINAL_KEYS:
@@ -70,7 +89,7 @@ def quirk_oversample_factors(ctx) -> str | None:
 def quirk_sensor_layers(ctx) -> str | None:
     """#2/#3: nanoBragg.c's layers are thick/(N-1) deep and only the last capture fraction counts."""
     cap = _first(ctx.c_records, "capture_fraction")
-    if cap is None or cap.values[0] == 1.0:
+    if cap is None or cap.values[0] == 1.0 or _no_sensor_capture(ctx):
         return None
     key = ctx.row.key
     if not (key in LAYER_KEYS or key in SUM_KEYS | FINAL_KEYS):
@@ -126,6 +145,40 @@ def quirk_sincg_next_to_integer(ctx) -> str | None:
             f"{abs(h - round(h)):.1g} of an integer, where nanoBragg.c's sincg(pi*h, N) on the "
             "full argument is mostly rounding noise; the default mode uses the reduced argument "
             "and gives the limit N. " + REPRODUCE)
+
+
+def quirk_hkl_read_by_fscanf(ctx) -> str | None:
+    """#15: nanoBragg.c's fscanf passes store nothing for indices written like '1.0'."""
+    if ctx.row.key.rsplit(".", 1)[-1] != "F_cell" or not _rows_before_ok(ctx, {"hkl_rounded"}):
+        return None
+    c_values = {r.values[0] for r in ctx.c_records
+                if r.key.rsplit(".", 1)[-1] == "F_cell" and r.values}
+    if len(c_values) != 1:
+        return None
+    return (f"nanoBragg.c gives every traced reflection the same F_cell ({c_values.pop():g}) "
+            "where the Python side reads the hkl file's values: documented difference #15 "
+            f"({DOC}): C's fscanf passes store nothing for indices written like '1.0' (every "
+            "reflection then gets -default_F); the default mode reads them as integers. "
+            + REPRODUCE)
+
+
+def quirk_polarization_along_the_beam(ctx) -> str | None:
+    """#13: a polarization vector along the beam (or a source): nanoBragg.c's zero E-vector."""
+    key = ctx.row.key.rsplit(".", 1)[-1]
+    if key == "incident_vec" and ctx.row.c_values and ctx.row.py_values:
+        c = ctx.row.c_values
+        if sorted(abs(x) for x in c) != [0.0, 0.0, 1.0]:
+            return None   # C's source is not on a coordinate axis (its collapsed beam)
+        what = ("nanoBragg.c's divergence sources collapse onto the beam (its divergence axes "
+                "are zero), the default mode's spread around a perpendicular E-vector")
+    elif key == "polar" and _rows_before_ok(ctx, {"cos_2theta", "incident_vec", "diffracted_vec"}):
+        what = ("the polarization factor alone differs: nanoBragg.c's E-vector basis is zero "
+                "(psi = 0), the default mode takes the E-vector perpendicular to the beam or "
+                "source")
+    else:
+        return None
+    return (f"Documented difference #13 ({DOC}, a polarization vector along the beam or along a "
+            f"-sourcefile source): {what}{_rel(ctx)}. " + REPRODUCE)
 
 
 def traced_pixel(text: str) -> tuple | None:

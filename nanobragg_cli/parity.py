@@ -19,6 +19,9 @@ path (:mod:`nanobragg_cli.simulate`: ``prepare``, ``run_simulation``, ``output_f
     summary.md            verdict, first divergence and its explanation, metrics, how to reproduce
     sha256.txt            every file of the bundle and every input file (``sha256sum -c`` format)
 
+``nanobragg parity --c-bin PATH [--pixel S F] [--bytes KIND] [--shrink] -- <flags>`` instead runs
+a nanoBragg binary itself (:mod:`nanobragg_cli.cbin_check`, :mod:`nanobragg_cli.cbin_cli`).
+
 Nothing is written to the working folder, and nothing at all on an error: the bundle is built in
 a hidden staging folder and renamed into place when complete. Exit status as ``nanobragg
 compare``: 0 when the first C trace agrees (and the image, if given, is within tolerance), 1 on a
@@ -370,9 +373,20 @@ class _ParityCommand(click.Command):
 @click.command("parity", cls=_ParityCommand, context_settings=_CONTEXT,
                epilog="Put the nanoBragg flags after '--'. Exit status: 0 agreement, 1 divergence "
                       "or image out of tolerance, 2 unusable input.")
-@click.option("--c-trace", "c_traces", multiple=True, required=True, type=click.Path(),
+@click.option("--c-trace", "c_traces", multiple=True, type=click.Path(),
               help="nanoBragg.c trace (TRACE_C lines); repeat to compare with several, the first "
                    "decides the exit status.")
+@click.option("--c-bin", default=None, metavar="PATH",
+              help="Run this nanoBragg binary on the flags instead of reading --c-trace/--c-image "
+                   "(clean folder, one thread; see nanobragg_cli.cbin_check).")
+@click.option("--pixel", "pixels", type=int, nargs=2, multiple=True, metavar="S F",
+              help="With --c-bin: also trace this (slow, fast) pixel (besides the worst and the "
+                   "brightest); repeatable.")
+@click.option("--bytes", "byte_kinds", type=click.Choice(["int", "noise", "pgm"]), multiple=True,
+              help="With --c-bin: also compare these output files byte for byte; repeatable.")
+@click.option("--shrink", "do_shrink", is_flag=True, default=False,
+              help="With --c-bin: on a divergence, remove flags and simplify values while the "
+                   "same first divergence persists; print the smallest command line.")
 @click.option("--c-image", type=click.Path(), default=None,
               help="nanoBragg.c float image: raw float32 .bin, .npy, or .npz (key 'image').")
 @click.option("--c-image-origin", type=int, nargs=2, default=None, metavar="S F",
@@ -399,13 +413,32 @@ class _ParityCommand(click.Command):
                    "meta.json when the trace lies in a golden case).")
 @click.argument("nb_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def parity_command(ctx, c_traces, c_image, c_image_origin, topic, out, c_parity, dtype, device,
-                   rtol, atol, image_rtol, image_atol_fraction, window, c_command, nb_args):
+def parity_command(ctx, c_traces, c_bin, pixels, byte_kinds, do_shrink, c_image, c_image_origin,
+                   topic, out, c_parity, dtype, device, rtol, atol, image_rtol,
+                   image_atol_fraction, window, c_command, nb_args):
     """Render a traced pixel, compare it with nanoBragg.c, and write a parity bundle."""
     from .progress import RenderProgress
 
     if topic and out:
         _fail(ctx, "give --topic or --out, not both")
+    if c_bin is not None:
+        if c_traces or c_image or window:
+            _fail(ctx, "--c-bin runs the binary itself: leave out --c-trace, --c-image, --window")
+        from .cbin_cli import parity_c_bin
+        out = Path(out) if out else Path("reports") / (topic or "parity")
+        try:
+            code = parity_c_bin(c_bin, list(nb_args), out, c_parity=c_parity, dtype=dtype or "float64",
+                                device=device or "cpu", pixels=[tuple(p) for p in pixels],
+                                byte_kinds=tuple(byte_kinds), do_shrink=do_shrink, rtol=rtol,
+                                atol=atol, image_rtol=image_rtol,
+                                image_atol_fraction=image_atol_fraction)
+        except NanoBraggError as err:
+            _fail(ctx, str(err))
+        ctx.exit(code)
+    if not c_traces:
+        _fail(ctx, "--c-trace: give at least one nanoBragg.c trace (or --c-bin PATH to run one)")
+    if pixels or byte_kinds or do_shrink:
+        _fail(ctx, "--pixel, --bytes and --shrink need --c-bin")
     if not (rtol >= 0 and atol >= 0 and image_rtol >= 0 and image_atol_fraction >= 0):
         _fail(ctx, "tolerances must be non-negative numbers")
     if out is None:

@@ -20,7 +20,7 @@ from . import rng
 from .config import Config
 from .constants import AVOGADRO, R_E_SQR, RTD, WATER_F, WATER_MW
 from .errors import FlagError, NanoBraggError
-from .geometry.beam import SourceGrid, source_file_grid, source_grid
+from .geometry.beam import SourceGrid, e_vector, source_file_grid, source_grid
 from .c_order import carryover_orientations
 from .geometry.crystal import (Lattice, lattice, orientations, phi_angles, reciprocal_from_cell)
 from .geometry.detector import DetectorGeometry, detector_geometry
@@ -36,7 +36,8 @@ class SceneParams:
 
     Any field may be a tensor with ``requires_grad``; the image is differentiable in it.
     ``cell`` = (a, b, c in Å, alpha, beta, gamma in rad) or None when the crystal comes from an
-    A matrix (``amat``: (3, 3) reciprocal vectors a*, b*, c* as rows, in Å⁻¹, before misset).
+    A matrix (``amat``: (3, 3) reciprocal vectors a*, b*, c* as rows, in Å⁻¹, before misset);
+    with both, the matrix gives the directions and the cell the lengths and volume (as C).
     ``beam_center`` = (fast, slow) in m: the beam spot (Fbeam, Sbeam) for the BEAM pivot, the
     near point (Fclose, Sclose) for the SAMPLE pivot. ``N`` = (Na, Nb, Nc) cell counts.
     ``fhkl`` overrides the structure-factor grid values (same shape as the file's grid).
@@ -162,7 +163,7 @@ def params_from_config(cfg: Config, random_misset: tuple | None = None,
     elif c.misset == "random":
         misset = random_misset
     cell = None
-    if c.user_cell and amat is None:
+    if c.user_cell:  # with -mat too: the matrix's orientation rescaled to these lengths
         a, bb, cc, al, be, ga = c.cell
         bb = a if bb <= 0.0 else bb
         cc = a if cc <= 0.0 else cc
@@ -179,18 +180,23 @@ def params_from_config(cfg: Config, random_misset: tuple | None = None,
         N=(c.Na, c.Nb, c.Nc), mosaic_spread=c.mosaic_spread)
 
 
-def load_structure_factors(cfg: Config, messages: list) -> StructureFactors:
-    """-hkl (and write the Fdump cache), else an existing Fdump file, else default_F only."""
+def load_structure_factors(cfg: Config, messages: list, c_parity: bool = False) -> StructureFactors:
+    """-hkl (and write the Fdump cache), else an existing Fdump file, else default_F only.
+    ``c_parity``: read -hkl as nanoBragg.c's fscanf passes do (C-parity quirk, io/hkl_c.py)."""
     from .io.hkl import fdump_bytes, hkl_grid, read_fdump, read_hkl
+    from .io.hkl_c import read_hkl_like_c
     from .io.atomic import atomic_write_bytes
 
     c = cfg.crystal
     grid = None
     count = 0
-    if c.hklfile is not None:
+    if c.hklfile is not None and c_parity:
+        grid, count = read_hkl_like_c(c.hklfile, c.default_F)
+    elif c.hklfile is not None:
         hkl, F = read_hkl(c.hklfile)
         grid = hkl_grid(hkl, F, c.default_F, source=c.hklfile)
         count = len(F)
+    if c.hklfile is not None:
         try:
             atomic_write_bytes(c.dumpfile, fdump_bytes(grid))
             messages.append(f"writing dump file for next time: {c.dumpfile}")
@@ -224,6 +230,11 @@ def build_lattice(p: SceneParams, dtype, device) -> Lattice:
     if p.cell is not None:
         a, b, c, al, be, ga = (_t(x, dtype, device) for x in p.cell)
         a_s, b_s, c_s, V = reciprocal_from_cell(a, b, c, al, be, ga)
+        if p.amat is not None:
+            # -mat with -cell: nanoBragg.c takes the directions from the matrix and forces the
+            # real vectors to the -cell lengths and volume (in either flag order)
+            amat = _t(p.amat, dtype, device)
+            a_s, b_s, c_s = amat[0], amat[1], amat[2]
         return lattice(a_s, b_s, c_s, misset, cell_lengths=(a, b, c), V_cell_cell=V)
     amat = _t(p.amat, dtype, device)
     return lattice(amat[0], amat[1], amat[2], misset)
@@ -258,14 +269,15 @@ def build_scene(cfg: Config, *, mode: Mode | None = None, c_parity: bool = False
     oversample = _oversample(cfg, xtal, det, messages)
 
     # structure factors -------------------------------------------------------------------
-    sf = structure_factors if structure_factors is not None else load_structure_factors(cfg, messages)
+    sf = structure_factors if structure_factors is not None else load_structure_factors(cfg, messages, c_parity)
     if params.fhkl is not None:
         sf = replace(sf, grid=params.fhkl)
     if sf.grid is not None:
         sf = replace(sf, grid=sf.grid.to(**kw))
     interpolate = bool(c.interpolate) and sf.count > 0
 
-    sources = _sources(cfg, dtype, device)
+    polar_vector = _polar_vector(cfg, c_parity, messages)
+    sources = _sources(cfg, polar_vector, dtype, device)
     lam0 = _t(params.wavelength, dtype, device)
 
     # φ and mosaic ------------------------------------------------------------------------
@@ -274,6 +286,10 @@ def build_scene(cfg: Config, *, mode: Mode | None = None, c_parity: bool = False
     umats = None
     if c.mosaic_spread > 0.0:
         umats = _mosaic_umats(c, params, kw, random)
+    else:
+        # nanoBragg.c draws its (identity) domain even without a spread; the draw advances the
+        # random state the noise image continues from when its seed is positive (-seed -7)
+        rng.mosaic_axes_angles(0.0, c.mosaic_domains, c.mosaic_seed, rng=random)
     spindle = vec(d.spindle)
     if c_parity:
         orient, orient_first = carryover_orientations(lat.real, spindle, phis, umats)
@@ -305,7 +321,7 @@ def build_scene(cfg: Config, *, mode: Mode | None = None, c_parity: bool = False
         fudge=c.fudge, kahn=_t(params.polarization, dtype, device),
         unpolarized=not isinstance(params.polarization, Tensor) and params.polarization == 0.0,
         nopolar=b.nopolar,
-        polar_vector=vec(d.polar_vector), fluence=fluence, steps=steps, I_bg=I_bg,
+        polar_vector=vec(polar_vector), fluence=fluence, steps=steps, I_bg=I_bg,
         water_molecules=molecules, dmin=s.dmin, roi=d.roi, mask=d.mask, params=params,
         hkl_count=sf.count)
 
@@ -395,14 +411,33 @@ def _oversample(cfg: Config, xtal: list, det: DetectorGeometry, messages: list) 
     return oversample
 
 
-def _sources(cfg: Config, dtype, device) -> SourceGrid:
-    """The sources: a -sourcefile table, else the divergence x dispersion grid."""
+def _polar_vector(cfg: Config, c_parity: bool, messages: list) -> tuple:
+    """The polarization (E-) vector of the beam.
+
+    C-parity quirk (polarization along the beam): nanoBragg.c keeps a polarization vector along
+    the beam (zero polarization and divergence axes); the default mode takes the E-vector
+    perpendicular to the beam that geometry.beam.e_vector picks."""
+    d = cfg.detector
+    if c_parity:
+        return tuple(d.polar_vector)
+    polar_vector = tuple(e_vector(torch.tensor(d.beam, dtype=torch.float64),
+                                  torch.tensor(d.polar_vector, dtype=torch.float64)).tolist())
+    if polar_vector != tuple(d.polar_vector):
+        messages.append("nanobragg: warning: polarization vector %g %g %g lies along the beam: "
+                        "using the E-vector %g %g %g perpendicular to it"
+                        % (*d.polar_vector, *polar_vector))
+    return polar_vector
+
+
+def _sources(cfg: Config, polar_vector: tuple, dtype, device) -> SourceGrid:
+    """The sources: a -sourcefile table, else the divergence x dispersion grid around the
+    E-vector ``polar_vector``."""
     d, b = cfg.detector, cfg.beam
     if b.sourcefile is not None:
         from .io.sources import read_sourcefile
         sources = source_file_grid(read_sourcefile(b.sourcefile), d.beam, b.lambda0, dtype, device)
     else:
-        sources = source_grid(d.beam, d.polar_vector, b.hdivrange, b.hdivstep, b.hdivsteps,
+        sources = source_grid(d.beam, polar_vector, b.hdivrange, b.hdivstep, b.hdivsteps,
                               b.vdivrange, b.vdivstep, b.vdivsteps, b.round_div, b.dispersion,
                               b.dispstep, b.dispsteps, dtype, device)
     if sources.directions.shape[0] == 0:

@@ -20,6 +20,11 @@ DEFAULT_MODE_EXPLAINED = {
     "oversample_flags": "oversample_factors",
     "thick_detector": "sensor_layers", "thick_oversample": "sensor_layers",
     "water": "water_background",
+    "oversample_thick_nothick": "oversample_thick_without_sensor",
+    "oversample_thick_abs_inf": "oversample_thick_without_sensor",
+    "hkl_float_indices": "hkl_read_by_fscanf",
+    "polar_along_beam_kahn": "polarization_along_the_beam",
+    "polar_along_source": "polarization_along_the_beam",
 }
 TRACED = golden_case_names(lambda c: bool(c.trace_pixels) and (c.dir / "stdout.txt").exists()
                            and "default_mode_reference_for" not in c.meta)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .rotation import cross, norm, rotate_axis
+from .rotation import cross, dot, norm, rotate_axis, unitize
 
 SOURCE_DISTANCE = 10.0  # m, nanoBragg.c's default
 
@@ -38,6 +38,20 @@ class SourceGrid:
         return lambda0 * self.wavelength_factor
 
 
+def e_vector(incident: Tensor, polar: Tensor) -> Tensor:
+    """The E-vector direction (..., 3) the default mode uses for beams along ``incident``
+    (..., 3 unit vectors): ``polar`` (3,) itself, unless it lies along the beam (polar x incident
+    = 0 defines no E-vector; nanoBragg.c then works with a zero basis, see docs/differences.md):
+    then the coordinate axis least aligned with the beam (the first of equals), made
+    perpendicular to it. E.g. (0, 1, 0) for a beam along x, (1, 0, 0) for a beam along z."""
+    pol = polar.expand_as(incident)
+    b = cross(pol, incident)
+    along = dot(b, b) == 0.0
+    axis = torch.nn.functional.one_hot(torch.argmin(incident.abs(), dim=-1), 3).to(incident.dtype)
+    perp = unitize(axis - dot(axis, incident)[..., None] * incident)
+    return torch.where(along[..., None], perp, pol)
+
+
 def _cut_term(div, step, steps, rng):
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.float64(div * div - step * step / 4.0 * (1 - steps % 2)) / np.float64(rng) / np.float64(rng)
@@ -49,8 +63,7 @@ def source_grid(beam, polar_vector, hdivrange, hdivstep, hdivsteps, vdivrange, v
     kw = dict(dtype=torch.float64)
     beam_t = torch.tensor(beam, **kw)
     polar_t = torch.tensor(polar_vector, **kw)
-    vert = cross(beam_t, polar_t)
-    vert = vert / norm(vert)
+    vert = unitize(cross(beam_t, polar_t))  # zero (as in C) for a polarization along the beam
     dirs, factors, positions = [], [], []
     kept = 0
     for ih in range(hdivsteps):
