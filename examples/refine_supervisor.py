@@ -96,7 +96,6 @@ def shoeboxes(image: torch.Tensor, n_spots: int, half: int, window=None) -> torc
     peaks = ((img == peak_max) & (img > 0)).nonzero()
     order = img[peaks[:, 0], peaks[:, 1]].argsort(descending=True)[:n_spots]
     mask = torch.zeros_like(img, dtype=torch.bool)
-    S, F = img.shape
     for s, f in peaks[order].tolist():
         mask[max(s - half, 0):s + half + 1, max(f - half, 0):f + half + 1] = True
     return mask
@@ -120,7 +119,8 @@ def whitening(sim, x0, unflatten, amat0, cell0, extra, pixels, norm) -> torch.Te
 
 
 def refine(flags: str = FLAGS, perturbation: dict = PERTURBATION, *, n_spots: int = 150,
-           half: int = 6, window=None, stages=(0.2, 0.5, 1.0), max_steps: int = 8, threads: int | None = None,
+           half: int = 6, window=None, stages=(0.2, 0.5, 1.0), max_steps: int = 8,
+           threads: int | None = None,
            verbose: bool = True) -> RefinementResult:
     """Simulate the data from ``flags``, cut shoeboxes around the ``n_spots`` brightest spots
     (inside ``window``, whose pixels alone are rendered for the data when given), start from
@@ -162,9 +162,9 @@ def refine(flags: str = FLAGS, perturbation: dict = PERTURBATION, *, n_spots: in
             state = {"evals": 0, "loss": None}
             history = []
             for size in stages:
-                # coarse to fine: a crystal of ~size·N cells has spots 1/size times wider (and a
-                # fluence scaled by the cell count ratio keeps their integrated intensity), so the perturbed model's
-                # spots overlap the data's; the last stage is the true crystal
+                # coarse to fine: a crystal of ~size·N cells has spots 1/size times wider (a
+                # fluence scaled by the cell-count ratio keeps their integrated intensity), so
+                # the perturbed model's spots overlap the data's; the last stage is the truth
                 N = torch.round(N0 * size).clamp_min(1.0)
                 extra = {"N": N, "fluence": fluence0 * (N0 / N).prod()}
                 x0 = x0.detach()
