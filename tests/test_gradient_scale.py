@@ -156,4 +156,4 @@ def test_api_doc_render_loss_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     scope = {}
     exec(compile(block[0], "docs/api.md", "exec"), scope)
-    assert float(scope["x"]["distance"].grad) > 0 and float(scope["nll"]) == float(scope["nll"])
+    assert float(scope["x"]["distance"].grad) > 0 and bool(torch.isfinite(scope["nll"].detach()))
