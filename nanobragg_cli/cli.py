@@ -126,6 +126,8 @@ def simulate_main(argv: list, written: list | None = None) -> int:
     preflight.check_inputs(inputs)
     preflight.check_outputs(preflight.planned_outputs(cfg, tool), inputs)
     preflight.check_memory(cfg, tool.max_memory)
+    from .validate import check_inputs
+    check_inputs(cfg, tool.c_parity, warn=lambda w: _note(f"warning: {w}"))
     for w in cfg.warnings:
         _note(f"warning: {w}")
     _seed_notes(cfg)
@@ -135,42 +137,45 @@ def simulate_main(argv: list, written: list | None = None) -> int:
         from .manifest import file_record
         input_records = [file_record(flag, path) for flag, path in inputs]
 
+    from .io.atomic import collect_deferred_writes, commit_outputs
     from .progress import RenderProgress
+    from .validate import check_image, quiet_numpy
     show = cfg.output.progress if tool.progress is None else tool.progress
     bar = RenderProgress(show)
     try:
-        res = run_simulation(cfg, tool, progress=bar)
+        with collect_deferred_writes() as deferred, quiet_numpy():  # Fdump.bin waits for the commit
+            res = run_simulation(cfg, tool, progress=bar)
     finally:
         bar.close()
+    check_image(res, tool.c_parity, warn=lambda w: _note(f"warning: {w}"))
 
     flag_of = {cfg.output.floatfile: "-floatfile", cfg.output.intfile: "-intfile",
                cfg.output.pgmfile: "-pgmfile", cfg.output.noisefile: "-noisefile"}
-    files = [(flag_of.get(path, "output"), path, data) for path, data in output_files(res)]
+    with quiet_numpy():
+        files = [(flag_of.get(path, "output"), path, data) for path, data in output_files(res)]
     files += _extra_outputs(cfg, tool, res, argv)
+    files += [("-dump", path, data) for path, data in deferred]
     lines = _report(cfg, res)
-
-    from .io.atomic import atomic_write_bytes, atomic_write_many
-    # all-or-nothing through renames; no fsync: like nanoBragg.c's own writes, durability against
-    # power loss is left to the filesystem (a sync costs as much as writing a 6 Mpixel image)
-    atomic_write_many([(path, data) for _, path, data in files], committed=written, fsync=False)
     if tool.manifest:
         from .manifest import file_record, manifest, manifest_bytes
         outputs = [file_record(flag, path, data) for flag, path, data in files]
-        dump = cfg.crystal.dumpfile
-        if cfg.crystal.hklfile is not None and os.path.isfile(dump):
-            outputs.append(file_record("-dump", dump))
         record = manifest(list(argv), cfg, tool, res, input_records, outputs, started,
                           time.perf_counter() - t0)
-        atomic_write_bytes(tool.manifest, manifest_bytes(record))
-        written.append(tool.manifest)
+        files.append(("--manifest", tool.manifest, manifest_bytes(record)))
+    # one transaction (see io/atomic.commit_outputs); no fsync: like nanoBragg.c's own writes,
+    # durability against power loss is left to the filesystem
+    commit_outputs([(path, data) for _, path, data in files], committed=written,
+                   optional=[path for flag, path, _ in files if flag == "-dump"],
+                   warn=lambda w: _note(f"WARNING: {w}"))
     print("\n".join(lines))
     return 0
 
 
 def _interrupted(written: list, what: str) -> str:
+    """The outputs are committed all or nothing, so either none or every one is on disk."""
     if not written:
         return f"{what}; no output file was written"
-    return f"{what} after writing {', '.join(written)}; the other outputs were not written"
+    return f"{what} after writing every output ({', '.join(written)})"
 
 
 def _on_sigterm(signum, frame):

@@ -166,7 +166,7 @@ def params_from_config(cfg: Config, random_misset: tuple | None = None,
 def load_structure_factors(cfg: Config, messages: list) -> StructureFactors:
     """-hkl (and write the Fdump cache), else an existing Fdump file, else default_F only."""
     from .io.hkl import fdump_bytes, hkl_grid, read_fdump, read_hkl
-    from .io.atomic import atomic_write_bytes
+    from .io.atomic import write_or_defer
 
     c = cfg.crystal
     grid = None
@@ -176,7 +176,7 @@ def load_structure_factors(cfg: Config, messages: list) -> StructureFactors:
         grid = hkl_grid(hkl, F, c.default_F, source=c.hklfile)
         count = len(F)
         try:
-            atomic_write_bytes(c.dumpfile, fdump_bytes(grid))
+            write_or_defer(c.dumpfile, fdump_bytes(grid))  # joins the run's commit (CLI)
             messages.append(f"writing dump file for next time: {c.dumpfile}")
         except Exception as err:  # the cache is a convenience, as in nanoBragg.c
             messages.append(f"WARNING: unable to open dump file: {c.dumpfile} ({err})")
