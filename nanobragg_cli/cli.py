@@ -201,7 +201,7 @@ def main(argv: list | None = None) -> int:
             from .help import print_help
             print_help()
             return 0
-        from . import server
+        from . import server_client as server
         if server.enabled():  # NANOBRAGG_SERVER=1: run in a warm server (torch loaded)
             code = server.run_remote(argv)
             if code is not None:
