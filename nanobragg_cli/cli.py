@@ -120,14 +120,14 @@ def simulate_main(argv: list, written: list | None = None) -> int:
     if tool.hdf5:
         from .io.hdf5 import require_h5py
         require_h5py()
-    preflight.check_header_inputs(nb_argv)
+    preflight.check_header_inputs(nb_argv, tool.max_memory)
     cfg = prepare(nb_argv)
     inputs = preflight.input_files(cfg)
     preflight.check_inputs(inputs)
     preflight.check_outputs(preflight.planned_outputs(cfg, tool), inputs)
     preflight.check_memory(cfg, tool.max_memory)
     from .validate import check_inputs
-    check_inputs(cfg, tool.c_parity, warn=lambda w: _note(f"warning: {w}"))
+    check_inputs(cfg, tool.c_parity, warn=lambda w: _note(f"warning: {w}"), argv=nb_argv)
     for w in cfg.warnings:
         _note(f"warning: {w}")
     _seed_notes(cfg)
@@ -176,6 +176,14 @@ def _interrupted(written: list, what: str) -> str:
     if not written:
         return f"{what}; no output file was written"
     return f"{what} after writing every output ({', '.join(written)})"
+
+
+def _is_allocation_failure(exc: BaseException) -> bool:
+    """torch's 'DefaultCPUAllocator: can't allocate memory' / 'CUDA out of memory' errors."""
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "can't allocate memory" in text or "out of memory" in text.lower()
+        or type(exc).__name__ == "OutOfMemoryError")
 
 
 def _on_sigterm(signum, frame):
@@ -229,6 +237,8 @@ def main(argv: list | None = None) -> int:
     except MemoryError:
         return _err("out of memory: lower --max-memory, use fewer pixels or a smaller -roi")
     except Exception as exc:  # a bug: say so in one line unless debugging
+        if _is_allocation_failure(exc):  # torch's allocators raise RuntimeError
+            return _err("out of memory: lower --max-memory, use fewer pixels or a smaller -roi")
         if debug:
             raise
         return _err(f"internal error: {type(exc).__name__}: {exc} "

@@ -6,15 +6,23 @@ mask's BEAM_CENTER_Y is flipped (Ybeam = detsize_s - value), as in nanoBragg.c.
 
 import math
 
-from .errors import FlagError
+from .errors import FlagError, InputFileError
 from .options import RawOptions
 
 RTD = 180.0 / math.pi
 
 
-def _apply_header(o: RawOptions, image, flip_y: bool) -> None:
+def _finite(image, src: str, key: str) -> float:
+    """A header value (NaN if absent); an infinite one is refused naming the file and key."""
+    v = image.value(key)
+    if math.isinf(v):
+        raise InputFileError(f"{src}: header value {key}={v:g} is not a finite number")
+    return v
+
+
+def _apply_header(o: RawOptions, image, flip_y: bool, src: str = "image header") -> None:
     o.fpixels, o.spixels = image.width, image.height
-    v = image.value("PIXEL_SIZE")
+    v = _finite(image, src, "PIXEL_SIZE")
     if not math.isnan(v):
         o.pixel_size = v / 1000.0
     o.detsize_f = o.pixel_size * o.fpixels
@@ -23,20 +31,20 @@ def _apply_header(o: RawOptions, image, flip_y: bool) -> None:
                              ("CLOSE_DISTANCE", "close_distance", 1e-3),
                              ("WAVELENGTH", "lambda0", 1e-10),
                              ("BEAM_CENTER_X", "Xbeam", 1e-3)):
-        v = image.value(key)
+        v = _finite(image, src, key)
         if not math.isnan(v):
             setattr(o, attr, v * scale)
-    v = image.value("BEAM_CENTER_Y")
+    v = _finite(image, src, "BEAM_CENTER_Y")
     if not math.isnan(v):
         o.Ybeam = o.detsize_s - v / 1000.0 if flip_y else v / 1000.0
     for key, attr in (("ORGX", "ORGX"), ("ORGY", "ORGY")):
-        v = image.value(key)
+        v = _finite(image, src, key)
         if not math.isnan(v):
             setattr(o, attr, v)
-    v = image.value("PHI")
+    v = _finite(image, src, "PHI")
     if not math.isnan(v):
         o.phi0 = v / RTD
-    v = image.value("OSC_RANGE")
+    v = _finite(image, src, "OSC_RANGE")
     if not math.isnan(v):
         o.osc = v / RTD
 
@@ -58,10 +66,10 @@ def apply_image_headers(argv: list, o: RawOptions) -> None:
     if mask is not None:
         image = read_smv(mask)
         o.maskfile = mask
-        _apply_header(o, image, flip_y=True)
+        _apply_header(o, image, flip_y=True, src=f"-mask {mask}")
         o.mask = image.data
     img = value_after("-img")
     if img is not None:
         image = read_smv(img)
         o.imgfile = img
-        _apply_header(o, image, flip_y=False)
+        _apply_header(o, image, flip_y=False, src=f"-img {img}")

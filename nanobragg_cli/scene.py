@@ -173,6 +173,8 @@ def load_structure_factors(cfg: Config, messages: list) -> StructureFactors:
     count = 0
     if c.hklfile is not None:
         hkl, F = read_hkl(c.hklfile)
+        from .preflight import check_hkl_grid
+        check_hkl_grid(hkl, c.hklfile)  # before the dense grid is allocated
         grid = hkl_grid(hkl, F, c.default_F, source=c.hklfile)
         count = len(F)
         try:

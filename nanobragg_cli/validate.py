@@ -84,8 +84,36 @@ def _overflow_problem(cfg) -> str | None:
             "pixel, more than a 4-byte float holds); use a smaller value")
 
 
-def check_inputs(cfg, c_parity: bool, warn=None) -> None:
-    """Before the render: refuse inputs known to give NaN, infinite or negative intensities."""
+def _given(argv, *flags) -> str:
+    """The last of ``flags`` that appears in argv (the one whose value won), else the first."""
+    seen = [a for a in argv if a in flags]
+    return seen[-1] if seen else flags[0]
+
+
+def check_extremes(cfg, argv=()) -> None:
+    """Values that no computation survives (overflow, division by ~0), in both modes: one line
+    naming the flag. Limits are far outside any physical use."""
+    b, d, s = cfg.beam, cfg.detector, cfg.sampling
+    if not 1e-15 <= b.lambda0 <= 1e-3:
+        flag = _given(argv, "-lambda", "-energy", "-wavelength")
+        shown = (f"an energy of {12398.42 / (b.lambda0 * 1e10):g} eV" if flag == "-energy"
+                 else f"a wavelength of {b.lambda0 * 1e10:g} A")
+        raise NanoBraggError(f"{flag}: {shown} is out of range (the wavelength must lie between "
+                             "1e-5 A and 1e7 A)")
+    if not 1e-9 <= d.distance <= 1e6:
+        flag = _given(argv, "-distance", "-close_distance")
+        raise NanoBraggError(f"{flag}: {d.distance * 1e3:g} mm is out of range (between 1e-6 mm "
+                             "and 1e9 mm)")
+    if not 1e-12 <= d.pixel_size <= 10:
+        raise NanoBraggError(f"-pixel: {d.pixel_size * 1e3:g} mm is out of range")
+    if s.water_size > 1.0:
+        raise NanoBraggError(f"-water: {s.water_size * 1e6:g} um is out of range (at most 1 m)")
+
+
+def check_inputs(cfg, c_parity: bool, warn=None, argv=()) -> None:
+    """Before the render: refuse extreme values (:func:`check_extremes`) and inputs known to give
+    NaN, infinite or negative intensities."""
+    check_extremes(cfg, argv)
     for find in (_source_problem, _dispersion_problem, _overflow_problem):
         problem = find(cfg)
         if problem:

@@ -17,6 +17,20 @@ from ..errors import InputFileError
 from ._text import read_text, show_token, strict_float
 
 
+def _check_basis(name: str, rows: np.ndarray) -> None:
+    """a*, b*, c* (rows) must be non-zero and span space: else no crystal follows from them."""
+    norms = np.linalg.norm(rows, axis=1)
+    if not norms.any():
+        raise InputFileError(f"matrix file {name}: all nine numbers are zero (no orientation)")
+    for label, n in zip(("a*", "b*", "c*"), norms):
+        if n == 0.0:
+            raise InputFileError(f"matrix file {name}: the {label} vector is zero")
+    volume = abs(float(np.linalg.det(rows)))
+    if volume <= 1e-12 * float(np.prod(norms)):
+        raise InputFileError(f"matrix file {name}: a*, b*, c* are coplanar (the matrix is "
+                             "singular), so they describe no crystal lattice")
+
+
 def read_mat(path: str | os.PathLike) -> np.ndarray:
     """Read the orientation matrix; returns float64 (3, 3) whose ROWS are a*, b*, c*.
 
@@ -40,6 +54,7 @@ def read_mat(path: str | os.PathLike) -> np.ndarray:
             values.append(value)
             if len(values) == 9:
                 block = np.array(values, dtype=np.float64).reshape(3, 3)  # rows x, y, z
+                _check_basis(name, block.T)
                 return np.ascontiguousarray(block.T)  # rows a*, b*, c*
     raise InputFileError(
         f"matrix file {name}: expected 9 numbers (3 rows of a* b* c* components), found {len(values)}"
