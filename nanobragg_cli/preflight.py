@@ -253,9 +253,10 @@ def check_kernel_memory(scene, bytes_per_eval: int, available: int | None = None
         return
     evals = scene.evals_per_pixel()
     need = evals * bytes_per_eval
-    if need > available and scene.cfg.sampling.oversample <= 0 \
+    cfg = getattr(scene, "cfg", None)
+    if need > available and cfg is not None and cfg.sampling.oversample <= 0 \
             and scene.oversample * scene.oversample * 2 > evals ** 0.5:
-        c = scene.cfg.crystal
+        c = cfg.crystal
         raise FlagError(
             f"-N {c.Na:g} {c.Nb:g} {c.Nc:g} (or -xtalsize): the crystal is so large that the "
             f"automatic oversampling is {scene.oversample}x{scene.oversample} sub-pixels per "

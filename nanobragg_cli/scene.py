@@ -233,8 +233,10 @@ def build_scene(cfg: Config, *, c_parity: bool = False, dtype=torch.float64, dev
         if not c.user_cell or c.cell[0] <= 0.0:
             raise FlagError("-cell: the cell length a must be positive")
     elif params is None or params.amat is None:  # the API passes the matrix it read once
-        from .io.mosflm import read_mat
-        amat = read_mat(c.matfile) * (1e-10 / b.lambda0)
+        from .io.mosflm import check_basis, read_mat
+        amat = read_mat(c.matfile)
+        check_basis(c.matfile, amat)
+        amat = amat * (1e-10 / b.lambda0)
         messages.append(f"reading {c.matfile}")
     random_misset = None
     if c.misset == "random":

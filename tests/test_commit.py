@@ -119,16 +119,27 @@ def test_signal_during_the_renames_commits_everything_and_says_so(workdir, capsy
     assert _hidden(workdir) == []
 
 
-def test_error_during_the_renames_restores_every_old_file(workdir, capsys):
-    """A 300-character -intfile name fails at its rename: every earlier output is put back."""
+def test_error_during_the_renames_restores_every_old_file(workdir, capsys, monkeypatch):
+    """A 300-character -intfile name is refused before the render; a rename that fails anyway
+    (injected: an I/O error at the third rename) puts every earlier output back."""
     _old_outputs(workdir)
-    long_name = "x" * 300 + ".img"
-    code = main(BASE + ["-floatfile", "f.bin", "-pgmfile", "p.pgm", "-noisefile", "n.img",
-                        "-intfile", long_name])
+    code = main(BASE + ["-floatfile", "f.bin", "-intfile", "x" * 300 + ".img"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 9 and len(err) == 1 and "file name too long" in err[0].lower(), err
-    assert "x" * 300 in err[0] or "-intfile" in err[0]
-    for n in ("f.bin", "p.pgm", "n.img"):
+    assert code == 9 and len(err) == 1 and "the file name is too long" in err[0], err
+    real, calls = atomic._rename, []
+
+    def rename(src, dst):
+        calls.append(dst)
+        if len(calls) == 3:
+            raise OSError(errno.EIO, "Input/output error")
+        return real(src, dst)
+    monkeypatch.setattr(atomic, "_rename", rename)
+    code = main(BASE + OUTS)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 9
+    assert err == ["nanobragg: error: cannot write p.pgm: Input/output error; no output file "
+                   "was changed"]
+    for n in NAMES:
         assert (workdir / n).read_bytes() == b"old " + n.encode()
     assert _hidden(workdir) == []
 
@@ -137,7 +148,7 @@ def test_fdump_is_not_written_by_a_failing_run(workdir, capsys):
     (workdir / "F.hkl").write_text("0 0 0 100\n1 0 0 50\n")
     (workdir / "Fdump.bin").write_bytes(b"old cache")
     # -twotheta 180 turns the detector away from the sample: refused after the render
-    code = main(BASE + ["-hkl", "F.hkl", "-twotheta", "180", "-floatfile", "f.bin"])
+    code = main(BASE + ["-hkl", "F.hkl", "-twotheta", "180", "-pivot", "beam", "-floatfile", "f.bin"])
     assert code == 9
     assert "faces away from the sample" in capsys.readouterr().err
     assert (workdir / "Fdump.bin").read_bytes() == b"old cache"

@@ -17,8 +17,9 @@ from ..errors import InputFileError
 from ._text import read_text, show_token, strict_float
 
 
-def _check_basis(name: str, rows: np.ndarray) -> None:
-    """a*, b*, c* (rows) must be non-zero and span space: else no crystal follows from them."""
+def check_basis(name: str, rows: np.ndarray) -> None:
+    """a*, b*, c* (rows, as :func:`read_mat` returns them) must be non-zero and span space: else
+    no crystal follows from them (InputFileError naming the file)."""
     norms = np.linalg.norm(rows, axis=1)
     if not norms.any():
         raise InputFileError(f"matrix file {name}: all nine numbers are zero (no orientation)")
@@ -54,7 +55,6 @@ def read_mat(path: str | os.PathLike) -> np.ndarray:
             values.append(value)
             if len(values) == 9:
                 block = np.array(values, dtype=np.float64).reshape(3, 3)  # rows x, y, z
-                _check_basis(name, block.T)
                 return np.ascontiguousarray(block.T)  # rows a*, b*, c*
     raise InputFileError(
         f"matrix file {name}: expected 9 numbers (3 rows of a* b* c* components), found {len(values)}"
