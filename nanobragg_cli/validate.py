@@ -114,6 +114,8 @@ def check_inputs(cfg, c_parity: bool, warn=None, argv=()) -> None:
     """Before the render: refuse extreme values (:func:`check_extremes`) and inputs known to give
     NaN, infinite or negative intensities."""
     check_extremes(cfg, argv)
+    if c_parity:  # nanoBragg.c renders them: check_image warns once about the image it gets
+        return
     for find in (_source_problem, _dispersion_problem, _overflow_problem):
         problem = find(cfg)
         if problem:
