@@ -16,7 +16,7 @@ import sys
 import time
 
 from . import __version__
-from .errors import NanoBraggError
+from .errors import FlagError, NanoBraggError
 
 SUBCOMMANDS = ("compare", "parity", "suite", "bench")
 HELP = ("-h", "--help", "-help")
@@ -121,7 +121,11 @@ def simulate_main(argv: list, written: list | None = None) -> int:
         from .io.hdf5 import require_h5py
         require_h5py()
     preflight.check_header_inputs(nb_argv, tool.max_memory)
-    cfg = prepare(nb_argv)
+    try:
+        cfg = prepare(nb_argv)
+    except FlagError as err:  # a value an -img/-mask header set: name the file and key
+        from .image_headers import blame_header
+        raise blame_header(err, nb_argv) from None
     inputs = preflight.input_files(cfg)
     preflight.check_inputs(inputs)
     preflight.check_outputs(preflight.planned_outputs(cfg, tool), inputs)

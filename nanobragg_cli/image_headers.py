@@ -73,3 +73,35 @@ def apply_image_headers(argv: list, o: RawOptions) -> None:
         image = read_smv(img)
         o.imgfile = img
         _apply_header(o, image, flip_y=False, src=f"-img {img}")
+
+
+# flag named by a config error -> the header keys that set the same value
+_HEADER_KEYS = {"-distance": ("DISTANCE",), "-close_distance": ("CLOSE_DISTANCE",),
+                "-pixel": ("PIXEL_SIZE",), "-lambda": ("WAVELENGTH",),
+                "-Xbeam": ("BEAM_CENTER_X",), "-Ybeam": ("BEAM_CENTER_Y",),
+                "-ORGX": ("ORGX",), "-ORGY": ("ORGY",), "-phi": ("PHI",), "-osc": ("OSC_RANGE",),
+                "-detpixels": ("SIZE1", "SIZE2")}
+
+
+def blame_header(err: FlagError, argv: list) -> FlagError:
+    """A config error about a value that no typed flag set but an -img/-mask header did is
+    re-worded to name the file and header key (else ``err`` unchanged)."""
+    from .io.smv import read_smv
+    flag, sep, rest = str(err).partition(": ")
+    keys = _HEADER_KEYS.get(flag)
+    if not sep or keys is None or flag in argv:
+        return err
+    for opt in ("-img", "-mask"):
+        if opt not in argv or argv.index(opt) + 1 >= len(argv):
+            continue
+        path = argv[len(argv) - 1 - argv[::-1].index(opt) + 1]
+        try:
+            image = read_smv(path)
+        except Exception:
+            continue
+        for key in keys:
+            v = image.value(key)
+            if not math.isnan(v):
+                return InputFileError(f"{opt} {path}: header value {key}={v:g}: {rest} "
+                                      f"(set by the header; {flag} overrides it)")
+    return err

@@ -155,3 +155,13 @@ def test_mistyped_flag_gets_a_suggestion(workdir, capsys):
     line = _one_error(capsys, main(BASE + ["-distanse", "100"]))
     assert line == ("nanobragg: error: -distanse: unknown flag (did you mean -distance?) "
                     "(see 'nanobragg --help')")
+
+
+def test_bad_header_value_is_blamed_on_the_header_not_a_flag(workdir, capsys):
+    """Before: '-distance: the detector distance must be positive' for DISTANCE=-5 in -img."""
+    (workdir / "neg.img").write_bytes(_smv_header(SIZE1=4, SIZE2=4, DISTANCE=-5) + bytes(32))
+    args = ["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "100", "-noprogress",
+            "-nopgm", "-nonoise", "-img", "neg.img"]
+    line = _one_error(capsys, main(args))
+    assert line == ("nanobragg: error: -img neg.img: header value DISTANCE=-5: the detector "
+                    "distance must be positive (set by the header; -distance overrides it)")
