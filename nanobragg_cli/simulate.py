@@ -68,7 +68,10 @@ def split_tool_options(argv: list) -> tuple:
         if tok.startswith("--"):
             name, _, inline = tok.partition("=")
             if name not in TOOL_FLAGS:
-                raise FlagError(f"{name}: unknown option (see 'nanobragg --help')")
+                import difflib
+                near = difflib.get_close_matches(name, list(TOOL_FLAGS), n=1, cutoff=0.75)
+                hint = f" (did you mean {near[0]}?)" if near else ""
+                raise FlagError(f"{name}: unknown option{hint} (see 'nanobragg --help')")
             nargs = TOOL_FLAGS[name]
             if nargs and not inline:
                 if i + 1 >= len(argv) or argv[i + 1].startswith("-"):

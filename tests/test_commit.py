@@ -153,6 +153,19 @@ def test_fdump_is_not_written_by_a_failing_run(workdir, capsys):
     assert "faces away from the sample" in capsys.readouterr().err
     assert (workdir / "Fdump.bin").read_bytes() == b"old cache"
     assert not (workdir / "f.bin").exists()
+    # interrupted during the render (after -hkl was read): not written either
+    import nanobragg_cli.render as render
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+    real_render = render.render
+    render.render = interrupt
+    try:
+        assert main(BASE + ["-hkl", "F.hkl", "-floatfile", "f.bin"]) == 130
+    finally:
+        render.render = real_render
+    assert capsys.readouterr().err.strip() == "nanobragg: interrupted; no output file was written"
+    assert (workdir / "Fdump.bin").read_bytes() == b"old cache"
     # a good run writes it with the images, in the same commit
     assert main(BASE + ["-hkl", "F.hkl", "-floatfile", "f.bin"]) == 0
     assert (workdir / "Fdump.bin").read_bytes() != b"old cache" and (workdir / "f.bin").exists()

@@ -165,3 +165,8 @@ def test_bad_header_value_is_blamed_on_the_header_not_a_flag(workdir, capsys):
     line = _one_error(capsys, main(args))
     assert line == ("nanobragg: error: -img neg.img: header value DISTANCE=-5: the detector "
                     "distance must be positive (set by the header; -distance overrides it)")
+
+
+def test_mistyped_tool_option_gets_a_suggestion(workdir, capsys):
+    line = _one_error(capsys, main(BASE + ["--max-memry", "1G"]))
+    assert "--max-memry: unknown option (did you mean --max-memory?)" in line
