@@ -137,8 +137,9 @@ def _culprit(res, negative: bool) -> str:
             faces_away = False
         if faces_away or res.omega_sum < 0:
             d = cfg.detector
-            return (f"the detector faces away from the sample (-twotheta {math.degrees(d.twotheta):g}, "
-                    f"-detector_rot*, -distance): its solid angles are negative")
+            return ("the detector faces away from the sample (-twotheta "
+                    f"{math.degrees(d.twotheta):g}, -detector_rot*, -distance): its solid angles "
+                    "are negative")
         return "negative intensities (check -fluence, -default_F, the -hkl amplitudes, -polar)"
     return "check -fluence, -default_F, -N, the -hkl amplitudes and -lambda"
 
@@ -155,5 +156,5 @@ def check_image(res, c_parity: bool, warn=None) -> None:
         return
     what = ", ".join(f"{n} {kind}" for n, kind in ((nan, "NaN"), (inf, "infinite"),
                                                    (neg, "negative")) if n)
-    _report(f"the image has {what} pixels of {vals.size}: {_culprit(res, neg and not (nan or inf))}",
-            c_parity, warn)
+    culprit = _culprit(res, bool(neg) and not (nan or inf))
+    _report(f"the image has {what} pixels of {vals.size}: {culprit}", c_parity, warn)

@@ -148,7 +148,8 @@ def test_fdump_is_not_written_by_a_failing_run(workdir, capsys):
     (workdir / "F.hkl").write_text("0 0 0 100\n1 0 0 50\n")
     (workdir / "Fdump.bin").write_bytes(b"old cache")
     # -twotheta 180 turns the detector away from the sample: refused after the render
-    code = main(BASE + ["-hkl", "F.hkl", "-twotheta", "180", "-pivot", "beam", "-floatfile", "f.bin"])
+    code = main(BASE + ["-hkl", "F.hkl", "-twotheta", "180", "-pivot", "beam",
+                        "-floatfile", "f.bin"])
     assert code == 9
     assert "faces away from the sample" in capsys.readouterr().err
     assert (workdir / "Fdump.bin").read_bytes() == b"old cache"

@@ -11,8 +11,8 @@ Guarantees (documented for users in docs/outputs.md):
 * The commit phase holds an advisory lock (``fcntl.flock``) on every target folder, so concurrent
   runs writing the same paths are serialised and the folder ends up with one run's complete set.
   SIGINT, SIGTERM and SIGHUP are deferred during it (main thread only) and delivered right after.
-* Before a target is replaced its previous file is kept as a hard link ``.<name>.<pid>.<random>.old``
-  until every rename has succeeded; if one fails, the renamed ones are rolled back (a target that
+* Before a target is replaced its previous file is kept as a hard link
+  ``.<name>.<pid>.<random>.old`` until every rename has succeeded; if one fails, the renamed ones are rolled back (a target that
   did not exist is removed again) and :class:`CommitError` says so.
 * Leftovers of a killed run (``.part``/``.old`` files whose process is gone) are removed by the next
   commit into the same folder.
@@ -111,7 +111,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 def clean_leftovers(folder: str) -> list:
-    """Remove ``.part``/``.old`` files of runs whose process no longer exists; returns their names."""
+    """Remove ``.part``/``.old`` files of runs whose process is gone; returns their names."""
     removed = []
     try:
         entries = list(os.scandir(folder))
@@ -245,7 +245,7 @@ def _folder_locks(folders):
 
 
 def _backup(item: _Staged) -> None:
-    """Keep the previous target (if a regular file) under a hidden hard link until the commit ends."""
+    """Keep the previous target (a regular file) under a hidden hard link until the commit ends."""
     if not os.path.isfile(item.target) or os.path.islink(item.target):
         return
     item.existed = True
