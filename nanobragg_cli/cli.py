@@ -6,8 +6,8 @@ simulation actually runs, so ``--help`` and ``--version`` are instant.
 
 Contract with the user: every error prints one line (``nanobragg: error: ...`` naming the flag or
 file) and exits 9 without a traceback or an output file; Ctrl-C exits 130 (SIGTERM 143) with one
-line, and leaves no partial file. All outputs of a run are written to temporary names first and
-renamed into place together once every one of them is complete.
+line saying truthfully what is on disk. All outputs of a run (Fdump.bin and --manifest included)
+are one transaction, :func:`nanobragg_cli.io.atomic.commit_outputs`: all new files or all old ones.
 """
 
 import os
