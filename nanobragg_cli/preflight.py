@@ -16,6 +16,9 @@ from .errors import FlagError, InputFileError
 # copies while it is assembled), its float32 copy, the statistics' float64 temporaries, the
 # integer/noise/PGM images and their file bytes. Measured order of magnitude, rounded up.
 BYTES_PER_PIXEL = 64
+# a -hkl grid above this size, more than 1000 times larger than its reflections, is refused unless
+# --max-memory allows it explicitly (a typo in an index, not a data set)
+SPARSE_GRID_BYTES = 1 << 30
 # --max-memory of the current run (set by check_memory): also a cap for each large input array
 _max_memory: int | None = None
 
@@ -117,6 +120,13 @@ def check_hkl_grid(hkl, path: str) -> None:
         return
     spans = [int(x) + 2 for x in hkl.max(axis=0) - hkl.min(axis=0)]
     cells = spans[0] * spans[1] * spans[2]
+    need = 3 * 8 * cells
+    if _max_memory is None and need > SPARSE_GRID_BYTES and cells > 1000 * len(hkl):
+        raise InputFileError(
+            f"-hkl {path}: {len(hkl)} reflections span {spans[0] - 1}x{spans[1] - 1}x"
+            f"{spans[2] - 1} indices: a grid of {cells} structure factors needing about "
+            f"{_size(need)} (and an Fdump cache of {_size(8 * cells)}), almost all empty; "
+            "check the indices, or allow it with --max-memory")
     check_allocation(f"-hkl {path}", 3 * 8 * cells,
                      f"its indices span {spans[0] - 1}x{spans[1] - 1}x{spans[2] - 1} "
                      f"(a grid of {cells} structure factors, also written to the Fdump cache)")

@@ -119,6 +119,15 @@ def test_huge_hkl_grid_is_refused_before_it_is_allocated(tmp_path):
         "than the 256.0 MiB allowed by --max-memory"]
     assert int(r.stdout.split()[-1]) < 1_000_000  # KiB: torch's import, no grid
     assert sorted(os.listdir(tmp_path)) == ["big.hkl"]
+    # without --max-memory: a grid 1000 times larger than its reflections is a mistake
+    r = _rss_run(tmp_path, BASE + ["-hkl", "big.hkl"])
+    assert r.returncode == 9, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "nanobragg: error: -hkl big.hkl: 2 reflections span 501x501x501 indices: a grid of "
+        "126506008 structure factors needing about 2.8 GiB (and an Fdump cache of 965.2 MiB), "
+        "almost all empty; check the indices, or allow it with --max-memory"]
+    assert int(r.stdout.split()[-1]) < 1_000_000
+    assert sorted(os.listdir(tmp_path)) == ["big.hkl"]
 
 
 def test_huge_image_header_is_refused_before_its_pixels_are_read(tmp_path):
