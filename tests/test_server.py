@@ -173,9 +173,10 @@ def test_the_client_environment_is_honoured(tmp_path, server):
         assert f'"threads": {threads},' in text
 
 
-def test_a_killed_client_kills_its_job_before_it_writes(tmp_path, server):
-    """SIGKILL of the client mid-render: the job's process group dies at once, nothing is
-    written (before: the job ran on and overwrote a newer run's files 25 s later)."""
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGHUP])
+def test_a_killed_client_kills_its_job_before_it_writes(tmp_path, server, sig):
+    """SIGKILL (or SIGHUP) of the client mid-render: the job's process group dies at once,
+    nothing is written (before: the job ran on and overwrote a newer run's files 25 s later)."""
     pid = server.start()
     client = subprocess.Popen([*CMD, *LONG, "-floatfile", "k.bin", "-intfile", "k.img"],
                               cwd=tmp_path, env=server.env, stdout=subprocess.DEVNULL,
@@ -185,7 +186,7 @@ def test_a_killed_client_kills_its_job_before_it_writes(tmp_path, server):
         assert jobs, "the server started no job"
         time.sleep(0.5)
         assert client.poll() is None, "the long run finished too soon for this test"
-        client.kill()
+        client.send_signal(sig)
         client.wait(timeout=30)
         assert _wait(lambda: not _children(pid), 10), "the job outlived its client"
     finally:
