@@ -56,7 +56,7 @@ bench-warm: venv
 #                                       the phi=0 carryover), ROI against supervisor_spec
 # Each whole-image render takes about a minute on 2 cores; SUPERVISOR_WINDOW="--window 621 748
 # 975 1102" renders only the 128x128 ROI. Nothing is written into the corpus.
-GOLDEN_DIR ?= $(or $(NB_GOLDEN_DIR),../shared/golden)
+GOLDEN_DIR ?= $(or $(NB_GOLDEN_DIR),tests/golden)
 SUPERVISOR_WINDOW ?=
 SUPERVISOR_ARGS = -mat inputs/A.mat -hkl inputs/scaled.hkl -nonoise -nointerpolate -oversample 1 \
   -exposure 1 -flux 1e18 -beamsize 1.0 -spindle_axis -1 0 0 -Xbeam 217.742295 -Ybeam 213.907080 \

@@ -31,6 +31,7 @@ from torch import Tensor
 from . import rng
 from .config import Config
 from .errors import NanoBraggError
+from .mode import Mode
 from .render import DEFAULT_MAX_MEMORY, render as render_scene
 from .scene import Scene, SceneParams, build_scene
 from .structure_factors import StructureFactors
@@ -134,13 +135,13 @@ class Simulator:
                                  f"{torch.__version__} sees none); use device='cpu'")
         if dtype not in (torch.float64, torch.float32):
             raise NanoBraggError(f"dtype: expected torch.float64 or torch.float32, got {dtype}")
-        self.c_parity = bool(c_parity)
+        self.mode = Mode.choose(c_parity=c_parity, dtype=dtype, device=device)
+        self.c_parity = self.mode.c_parity
         self.device = device
         self.dtype = dtype
         self.max_memory = int(max_memory)
         self.messages = []
-        first = build_scene(config, c_parity=self.c_parity, dtype=dtype, device=device,
-                            messages=self.messages, random=rng.NanoRandom())
+        first = build_scene(config, mode=self.mode, messages=self.messages, random=rng.NanoRandom())
         self.structure_factors: StructureFactors = first.sf
         c = config.crystal
         n_eff = tuple(float(x) for x in first.N.detach().cpu())
@@ -248,9 +249,9 @@ class Simulator:
     def scene(self, params: SceneParams | Mapping | None = None, *, units: str = "si") -> Scene:
         """The kernel's :class:`~nanobragg_cli.scene.Scene` for ``params`` (rebuilt each call)."""
         p = self._resolve(params, units)
-        return build_scene(self.config, c_parity=self.c_parity, dtype=self.dtype,
-                           device=self.device, params=p, structure_factors=self.structure_factors,
-                           messages=[], random=rng.NanoRandom())
+        return build_scene(self.config, mode=self.mode, params=p,
+                           structure_factors=self.structure_factors, messages=[],
+                           random=rng.NanoRandom())
 
     def render(self, params: SceneParams | Mapping | None = None, *, units: str = "si",
                window: tuple | None = None, roi: tuple | None = None,

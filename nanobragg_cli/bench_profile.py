@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 
-from .bench import OUTPUT_FLAGS, Benchmark, make_workdir
+from .bench_model import OUTPUT_FLAGS, Benchmark, make_workdir
 
 # modules a simulation run imports (cli.simulate_main and run_simulation import them lazily)
 SIMULATION_MODULES = ("nanobragg_cli.cli", "nanobragg_cli.simulate", "nanobragg_cli.scene",

@@ -11,7 +11,7 @@ import platform
 import subprocess
 import sys
 
-from .bench import OUTPUT_FLAGS, RECORDED_C, RECORDED_C_SOURCE, SCHEMA, RunnerResult
+from .bench_model import OUTPUT_FLAGS, RECORDED_C, RECORDED_C_SOURCE, SCHEMA, RunnerResult
 
 
 def _git_state(folder: Path) -> dict:

@@ -1,7 +1,8 @@
 """Command line entry point: ``nanobragg <nanoBragg.c flags>`` and the subcommands.
 
-Parsing is separate from physics: argv becomes a Config (:func:`nanobragg_cli.simulate.prepare`)
-and the same functions the Python API uses do the work. Nothing here imports torch until a
+Parsing is separate from physics: the simulate command lives in :mod:`nanobragg_cli.simulate`
+(argv -> Config -> render -> files -> report), whose stages the Python API and the subcommands
+share. Nothing here imports torch until a
 simulation actually runs, so ``--help`` and ``--version`` are instant.
 
 Contract with the user: every error prints one line (``nanobragg: error: ...`` naming the flag or
@@ -13,12 +14,13 @@ are one transaction, :func:`nanobragg_cli.io.atomic.commit_outputs`: all new fil
 import os
 import signal
 import sys
-import time
 
 from . import __version__
-from .errors import FlagError, NanoBraggError
+from .errors import NanoBraggError
 
-SUBCOMMANDS = ("compare", "parity", "suite", "bench")
+SUBCOMMANDS = ("compare", "parity", "suite", "bench", "golden")
+# a subcommand whose click command lives in a module not named after it
+SUBCOMMAND_MODULES = {"golden": "golden_make"}
 HELP = ("-h", "--help", "-help")
 EXIT_INTERRUPT = 130
 EXIT_TERMINATED = 143
@@ -34,17 +36,15 @@ def _err(message: str, code: int = 9) -> int:
     return code
 
 
-def _note(message: str) -> None:
-    print(f"nanobragg: {message}", file=sys.stderr)
-
-
 def _subcommand(name: str, args: list) -> int:
-    """Run ``nanobragg_cli.<name>.<name>_command`` (a click command), ``--help`` included."""
+    """Run ``nanobragg_cli.<module>.<name>_command`` (a click command), ``--help`` included;
+    the module is ``name`` unless SUBCOMMAND_MODULES says otherwise."""
     import importlib
+    mod = SUBCOMMAND_MODULES.get(name, name)
     try:
-        module = importlib.import_module(f".{name}", __package__)
+        module = importlib.import_module(f".{mod}", __package__)
     except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.{name}":
+        if exc.name != f"{__package__}.{mod}":
             raise  # a dependency of the subcommand is missing: say which (internal error line)
         raise NanoBraggError(f"{name}: this subcommand is not available in this installation "
                              f"(module {__package__}.{name} is missing)") from None
@@ -60,119 +60,12 @@ def _subcommand(name: str, args: list) -> int:
     return rv if isinstance(rv, int) else 0
 
 
-def _seed_notes(cfg) -> None:
-    """Say which time-based seeds this run uses, so that it can be repeated exactly."""
-    out, c = cfg.output, cfg.crystal
-    if out.calculate_noise and not out.seed_given:
-        _note(f"noise seed: {out.seed} (repeat with -seed {-out.seed})")
-    if c.misset == "random" and not c.misset_seed_given:
-        _note(f"random misset seed: {c.misset_seed} (repeat with -misset_seed {-c.misset_seed})")
-
-
-def _trace_json(cfg, tool, res) -> bytes:
-    import json
-    record = res.trace_record or {"lines": [], "per_phi": [], "final": {}}
-    pixel = cfg.output.trace_pixel
-    record = dict(record, pixel={"slow": pixel[0] if pixel else None,
-                                 "fast": pixel[1] if pixel else None},
-                  mode="c-parity" if tool.c_parity else "default")
-    return json.dumps(record, indent=1).encode()
-
-
-def _extra_outputs(cfg, tool, res, argv: list) -> list:
-    """[(flag, path, bytes)] of this tool's own outputs (--trace-json, --hdf5, --png)."""
-    files = []
-    if tool.trace_json:
-        files.append(("--trace-json", tool.trace_json, _trace_json(cfg, tool, res)))
-    if tool.hdf5:
-        from .io.hdf5 import hdf5_bytes
-        files.append(("--hdf5", tool.hdf5, hdf5_bytes(res, title=" ".join(["nanobragg", *argv]))))
-    if tool.png:
-        from .io.png import image_png_bytes
-        files.append(("--png", tool.png, image_png_bytes(res.image, tool.png_scale, res.rendered)))
-    return files
-
-
-def _report(cfg, res) -> list:
-    from .simulate import report_lines
-    from .trace import format_lines
-    lines = report_lines(res)
-    if cfg.output.trace_pixel is not None:
-        at = next(i for i, line in enumerate(lines) if line.startswith("solid angle"))
-        s, f = cfg.output.trace_pixel
-        lines[at:at] = [f"TRACE_CONFIG: tracing pixel (spixel={s}, fpixel={f})",
-                        *format_lines(res.trace_lines)]
-    return lines
-
-
 def simulate_main(argv: list, written: list | None = None) -> int:
-    """Run a simulation from nanoBragg.c flags (plus this tool's --options).
-
-    ``written`` (a list) receives each output path once it is in place, so that an interrupted
-    caller can say which files exist.
-    """
-    from . import preflight
-    from .simulate import output_files, prepare, run_simulation, split_tool_options
-
-    started, t0 = time.time(), time.perf_counter()
-    written = [] if written is None else written
-    nb_argv, tool = split_tool_options(argv)
-    if tool.hdf5:
-        from .io.hdf5 import require_h5py
-        require_h5py()
-    preflight.check_header_inputs(nb_argv, tool.max_memory)
-    try:
-        cfg = prepare(nb_argv)
-    except FlagError as err:  # a value an -img/-mask header set: name the file and key
-        from .image_headers import blame_header
-        raise blame_header(err, nb_argv) from None
-    inputs = preflight.input_files(cfg)
-    preflight.check_inputs(inputs)
-    preflight.check_outputs(preflight.planned_outputs(cfg, tool), inputs)
-    preflight.check_memory(cfg, tool.max_memory)
-    from .validate import check_inputs
-    check_inputs(cfg, tool.c_parity, warn=lambda w: _note(f"warning: {w}"), argv=nb_argv)
-    for w in cfg.warnings:
-        _note(f"warning: {w}")
-    _seed_notes(cfg)
-
-    input_records = None
-    if tool.manifest:
-        from .manifest import file_record
-        input_records = [file_record(flag, path) for flag, path in inputs]
-
-    from .io.atomic import collect_deferred_writes, commit_outputs
-    from .progress import RenderProgress
-    from .validate import check_image, quiet_numpy
-    show = cfg.output.progress if tool.progress is None else tool.progress
-    bar = RenderProgress(show)
-    try:
-        with collect_deferred_writes() as deferred, quiet_numpy():  # Fdump.bin waits for the commit
-            res = run_simulation(cfg, tool, progress=bar)
-    finally:
-        bar.close()
-    check_image(res, tool.c_parity, warn=lambda w: _note(f"warning: {w}"))
-
-    flag_of = {cfg.output.floatfile: "-floatfile", cfg.output.intfile: "-intfile",
-               cfg.output.pgmfile: "-pgmfile", cfg.output.noisefile: "-noisefile"}
-    with quiet_numpy():
-        files = [(flag_of.get(path, "output"), path, data) for path, data in output_files(res)]
-    files += _extra_outputs(cfg, tool, res, argv)
-    files += [("-dump", path, data) for path, data in deferred]
-    lines = _report(cfg, res)
-    if tool.manifest:
-        from .manifest import file_record, manifest, manifest_bytes
-        outputs = [file_record(flag, path, data) for flag, path, data in files]
-        record = manifest(list(argv), cfg, tool, res, input_records, outputs, started,
-                          time.perf_counter() - t0)
-        files.append(("--manifest", tool.manifest, manifest_bytes(record)))
-    # one transaction (see io/atomic.commit_outputs); no fsync: like nanoBragg.c's own writes,
-    # durability against power loss is left to the filesystem
-    commit_outputs([(path, data) for _, path, data in files], committed=written,
-                   optional=[path for flag, path, _ in files if flag == "-dump"],
-                   warn=lambda w: _note(f"WARNING: {w}"))
-    print("\n".join(lines))
-    return 0
+    """Run a simulation from nanoBragg.c flags (plus this tool's --options): the simulate
+    command of :mod:`nanobragg_cli.simulate`. ``written`` (a list) receives each output path once
+    it is in place, so that an interrupted caller can say which files exist."""
+    from .simulate import simulate_command
+    return simulate_command(argv, written)
 
 
 def _interrupted(written: list, what: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .compare import LENGTH, MISMATCH, MISSING_C, MISSING_PY, OK, CompareResult, CompareRow
+from .compare_model import LENGTH, MISMATCH, MISSING_C, MISSING_PY, OK, CompareResult, CompareRow
 from .records import json_safe
 
 

@@ -67,6 +67,7 @@ class DetectorConfig:
     point_pixel: bool
     roi: tuple                 # (xmin, xmax, ymin, ymax) inclusive, C semantics
     mask: object = None        # numpy uint16 [slow, fast] or None
+    curved_c: bool = False     # -curved_det as nanoBragg.c reads it (ignored as the last argument)
     imgfile: str | None = None   # SMV files whose headers set the geometry (-img, -mask)
     maskfile: str | None = None
 
@@ -267,6 +268,61 @@ def resolve(raw: RawOptions) -> Config:
         raise FlagError("-close_distance: the detector distance must be positive")
     if o.user_cell:
         _check_cell(o.cell)
+    detsize_f, detsize_s, fpixels, spixels = _detector_size(o)
+    fluence, beamsize, flux, sample_y, sample_z = _beam_intensity(o)
+    detector = _detector(o, detsize_f, detsize_s, fpixels, spixels)
+    sampling, (hdivrange, hdivstep, hdivsteps, vdivrange, vdivstep, vdivsteps, dispersion,
+               dispstep, dispsteps), (spread, domains) = _sampling(o)
+    if o.oversample < -1:
+        raise FlagError("-oversample: must not be negative (0 = automatic)")
+    if o.oversample > 1000:
+        raise FlagError(f"-oversample: {o.oversample} is absurd (limit 1000)")
+    if min(o.Na, o.Nb, o.Nc) < 0:
+        raise FlagError("-N/-Na/-Nb/-Nc: the number of unit cells must not be negative")
+    if o.lambda0 <= 0.0:
+        raise FlagError("-lambda: the wavelength must be positive")
+
+    interpolate = o.interpolate
+    if interpolate > 1:
+        interpolate = 1 if (o.Na <= 2 or o.Nb <= 2 or o.Nc <= 2) else 0
+
+    beamcfg = BeamConfig(
+        lambda0=o.lambda0, fluence=fluence, flux=flux, exposure=o.exposure, beamsize=beamsize,
+        dispersion=dispersion, dispstep=dispstep, dispsteps=dispsteps, hdivrange=hdivrange,
+        vdivrange=vdivrange, hdivstep=hdivstep, vdivstep=vdivstep, hdivsteps=hdivsteps,
+        vdivsteps=vdivsteps, round_div=o.round_div, sourcefile=o.sourcefile,
+        polarization=o.polarization, nopolar=o.nopolar)
+    if not o.user_cell and o.matfile is None:
+        raise FlagError("no crystal: give -cell a b c [alpha beta gamma] or -mat FILE")
+    misset_seed = o.misset_seed if o.misset_seed is not None else -o.start_time
+    crystal = CrystalConfig(
+        user_cell=o.user_cell, cell=tuple(o.cell), matfile=o.matfile, misset=o.misset,
+        misset_angles=tuple(o.misset_angles), misset_seed=misset_seed,
+        Na=o.Na, Nb=o.Nb, Nc=o.Nc, sample_x=o.sample_x, sample_y=sample_y, sample_z=sample_z,
+        hklfile=o.hklfile, dumpfile=o.dumpfile, default_F=o.default_F, shape=o.xtal_shape,
+        fudge=o.fudge, interpolate=interpolate, mosaic_spread=spread, mosaic_domains=domains,
+        mosaic_seed=o.mosaic_seed, misset_seed_given=o.misset_seed is not None)
+    seed = o.seed if o.seed is not None else -o.start_time
+    if o.trace_pixel is not None:
+        ts, tf = o.trace_pixel
+        if not (0 <= ts < spixels and 0 <= tf < fpixels):
+            raise FlagError(f"-trace_pixel: pixel (slow {ts}, fast {tf}) is outside the "
+                            f"{fpixels}x{spixels} detector")
+    if o.printout and o.printout_pixel is None:
+        o.warn("-printout prints every pixel's values in nanoBragg.c; that is not reproduced here: "
+               "use -printout_pixel F S for one pixel, or -trace_pixel S F for its full trace")
+    output = OutputConfig(
+        floatfile=o.floatfile, intfile=o.intfile, pgmfile=o.pgmfile, noisefile=o.noisefile,
+        write_pgm=o.write_pgm, calculate_noise=o.calculate_noise,
+        intfile_scale=o.intfile_scale, pgm_scale=o.pgm_scale, adc=o.adc, seed=seed,
+        seed_given=o.seed_given, progress=o.progress, printout=o.printout,
+        printout_pixel=o.printout_pixel, trace_pixel=o.trace_pixel)
+    return Config(detector=detector, beam=beamcfg, crystal=crystal, sampling=sampling,
+                  output=output, warnings=tuple(o.warnings))
+
+
+def _detector_size(o: RawOptions) -> tuple:
+    """(detsize_f, detsize_s in m, fpixels, spixels): -detpixels, else -detsize over -pixel."""
     if o.fpixels < 0 or o.spixels < 0:
         raise FlagError("-detpixels: pixel counts must not be negative")
     detsize_f = o.pixel_size * o.fpixels if o.fpixels else o.detsize_f
@@ -284,6 +340,12 @@ def resolve(raw: RawOptions) -> Config:
         raise NanoBraggError(f"-mask {o.maskfile}: mask is {o.mask.shape[1]}x{o.mask.shape[0]} "
                              f"pixels but the detector is {fpixels}x{spixels}")
 
+    return detsize_f, detsize_s, fpixels, spixels
+
+
+def _beam_intensity(o: RawOptions) -> tuple:
+    """(fluence in photons/m², beamsize, flux, sample_y, sample_z): -flux with -exposure and
+    -beamsize sets the fluence; a beam smaller than the crystal cuts the illuminated size."""
     fluence = o.fluence
     beamsize = o.beamsize
     sample_y, sample_z = o.sample_y, o.sample_z
@@ -295,7 +357,12 @@ def resolve(raw: RawOptions) -> Config:
         sample_y = min(sample_y, beamsize) if beamsize < sample_y else sample_y
         sample_z = min(sample_z, beamsize) if beamsize < sample_z else sample_z
     flux = fluence / o.exposure * beamsize * beamsize if o.exposure > 0.0 else o.flux
+    return fluence, beamsize, flux, sample_y, sample_z
 
+
+def _detector(o: RawOptions, detsize_f: float, detsize_s: float, fpixels: int,
+              spixels: int) -> DetectorConfig:
+    """The detector: beam centre defaults of the convention, its vectors, the -roi."""
     # beam centre defaults
     px = o.pixel_size
     Fclose = (o.ORGX - 0.5) * px if not math.isnan(o.ORGX) else math.nan
@@ -342,23 +409,7 @@ def resolve(raw: RawOptions) -> Config:
                "centre without the MOSFLM half-pixel, 2theta axis (0,1,0), and vectors not given "
                "keep nanoBragg.c's defaults")
 
-    beam, _ = _unit(vectors["beam"], "-beam_vector")
-    fdet, _ = _unit(vectors["fdet"], "-fdet_vector")
-    sdet, _ = _unit(vectors["sdet"], "-sdet_vector")
-    onorm = math.sqrt(sum(x * x for x in vectors["odet"]))
-    odet_auto = onorm != 1.0
-    if odet_auto:
-        if onorm != 0.0:
-            odet = tuple(x / onorm for x in vectors["odet"])
-        # C regenerates odet = fdet x sdet whenever its norm is not exactly 1
-        c = (fdet[1] * sdet[2] - fdet[2] * sdet[1], fdet[2] * sdet[0] - fdet[0] * sdet[2],
-             fdet[0] * sdet[1] - fdet[1] * sdet[0])
-        odet, _ = _unit(c, "-odet_vector")
-    else:
-        odet = tuple(float(x) for x in vectors["odet"])
-    polar_vector, _ = _unit(vectors["polar"], "-polar_vector")
-    spindle, _ = _unit(vectors["spindle"], "-spindle_axis")
-    tt_axis = tuple(float(x) for x in vectors["twotheta_axis"])
+    beam, fdet, sdet, odet, odet_auto, polar_vector, spindle, tt_axis = _axes(vectors)
 
     roi = list(o.roi)
     if roi[0] < 0:
@@ -376,7 +427,7 @@ def resolve(raw: RawOptions) -> Config:
         where = "inside the -roi " if o.roi != [-1, -1, -1, -1] else ""
         raise FlagError(f"-mask {o.maskfile}: every pixel {where}is 0 (masked): nothing to render")
 
-    detector = DetectorConfig(
+    return DetectorConfig(
         convention=conv, pivot=pivot, fpixels=fpixels, spixels=spixels, pixel_size=px,
         detsize_f=detsize_f, detsize_s=detsize_s, distance=o.distance,
         close_distance=o.close_distance, Xbeam=Xbeam, Ybeam=Ybeam, Xclose=Xclose, Yclose=Yclose,
@@ -384,8 +435,36 @@ def resolve(raw: RawOptions) -> Config:
         odet_autogenerated=odet_auto, beam=beam, twotheta_axis=tt_axis,
         polar_vector=polar_vector, spindle=spindle, rotx=o.rotx, roty=o.roty, rotz=o.rotz,
         twotheta=o.twotheta, curved=o.curved_detector, point_pixel=o.point_pixel,
-        roi=tuple(roi), mask=o.mask, imgfile=o.imgfile, maskfile=o.maskfile)
+        roi=tuple(roi), mask=o.mask, curved_c=o.curved_detector_c, imgfile=o.imgfile, maskfile=o.maskfile)
 
+
+def _axes(vectors: dict) -> tuple:
+    """The unit vectors of the convention or the flags: (beam, fdet, sdet, odet, odet
+    regenerated?, polar, spindle, twotheta axis); odet = fdet x sdet unless its norm is 1."""
+    beam, _ = _unit(vectors["beam"], "-beam_vector")
+    fdet, _ = _unit(vectors["fdet"], "-fdet_vector")
+    sdet, _ = _unit(vectors["sdet"], "-sdet_vector")
+    onorm = math.sqrt(sum(x * x for x in vectors["odet"]))
+    odet_auto = onorm != 1.0
+    if odet_auto:
+        if onorm != 0.0:
+            odet = tuple(x / onorm for x in vectors["odet"])
+        # C regenerates odet = fdet x sdet whenever its norm is not exactly 1
+        c = (fdet[1] * sdet[2] - fdet[2] * sdet[1], fdet[2] * sdet[0] - fdet[0] * sdet[2],
+             fdet[0] * sdet[1] - fdet[1] * sdet[0])
+        odet, _ = _unit(c, "-odet_vector")
+    else:
+        odet = tuple(float(x) for x in vectors["odet"])
+    polar_vector, _ = _unit(vectors["polar"], "-polar_vector")
+    spindle, _ = _unit(vectors["spindle"], "-spindle_axis")
+    tt_axis = tuple(float(x) for x in vectors["twotheta_axis"])
+    return beam, fdet, sdet, odet, odet_auto, polar_vector, spindle, tt_axis
+
+
+def _sampling(o: RawOptions) -> tuple:
+    """nanoBragg.c's default sampling logic: (SamplingConfig, the divergence and dispersion
+    steps (hdivrange, hdivstep, hdivsteps, vdivrange, vdivstep, vdivsteps, dispersion, dispstep,
+    dispsteps), (mosaic spread, domains)), with the limits on steps, sources and orientations."""
     # sampling rules (nanoBragg.c section "default sampling logic")
     phisteps, osc, phistep = _phi_rule(o.phisteps, o.osc, o.phistep)
     hdivrange, hdivstep, hdivsteps = _steps_rule(o.hdivsteps, o.hdivrange, o.hdivstep, 1.0)
@@ -428,55 +507,12 @@ def resolve(raw: RawOptions) -> Config:
     if phisteps * domains > MAX_ORIENTATIONS:
         raise FlagError(f"-phisteps/-mosaic_domains: {phisteps} phi steps x {domains} mosaic "
                         f"domains make more than {MAX_ORIENTATIONS} crystal orientations")
-    if o.oversample < -1:
-        raise FlagError("-oversample: must not be negative (0 = automatic)")
-    if o.oversample > 1000:
-        raise FlagError(f"-oversample: {o.oversample} is absurd (limit 1000)")
-    if min(o.Na, o.Nb, o.Nc) < 0:
-        raise FlagError("-N/-Na/-Nb/-Nc: the number of unit cells must not be negative")
-    if o.lambda0 <= 0.0:
-        raise FlagError("-lambda: the wavelength must be positive")
-
-    interpolate = o.interpolate
-    if interpolate > 1:
-        interpolate = 1 if (o.Na <= 2 or o.Nb <= 2 or o.Nc <= 2) else 0
-
-    beamcfg = BeamConfig(
-        lambda0=o.lambda0, fluence=fluence, flux=flux, exposure=o.exposure, beamsize=beamsize,
-        dispersion=dispersion, dispstep=dispstep, dispsteps=dispsteps, hdivrange=hdivrange,
-        vdivrange=vdivrange, hdivstep=hdivstep, vdivstep=vdivstep, hdivsteps=hdivsteps,
-        vdivsteps=vdivsteps, round_div=o.round_div, sourcefile=o.sourcefile,
-        polarization=o.polarization, nopolar=o.nopolar)
-    if not o.user_cell and o.matfile is None:
-        raise FlagError("no crystal: give -cell a b c [alpha beta gamma] or -mat FILE")
-    misset_seed = o.misset_seed if o.misset_seed is not None else -o.start_time
-    crystal = CrystalConfig(
-        user_cell=o.user_cell, cell=tuple(o.cell), matfile=o.matfile, misset=o.misset,
-        misset_angles=tuple(o.misset_angles), misset_seed=misset_seed,
-        Na=o.Na, Nb=o.Nb, Nc=o.Nc, sample_x=o.sample_x, sample_y=sample_y, sample_z=sample_z,
-        hklfile=o.hklfile, dumpfile=o.dumpfile, default_F=o.default_F, shape=o.xtal_shape,
-        fudge=o.fudge, interpolate=interpolate, mosaic_spread=spread, mosaic_domains=domains,
-        mosaic_seed=o.mosaic_seed, misset_seed_given=o.misset_seed is not None)
     sampling = SamplingConfig(
         oversample=o.oversample, oversample_thick=o.oversample_thick,
         oversample_polar=o.oversample_polar, oversample_omega=o.oversample_omega,
         phi0=o.phi0, osc=osc, phistep=phistep, phisteps=phisteps, detector_thick=thick,
         detector_thickstep=thickstep, detector_thicksteps=thicksteps, detector_mu=mu,
         dmin=o.dmin, water_size=o.water_size)
-    seed = o.seed if o.seed is not None else -o.start_time
-    if o.trace_pixel is not None:
-        ts, tf = o.trace_pixel
-        if not (0 <= ts < spixels and 0 <= tf < fpixels):
-            raise FlagError(f"-trace_pixel: pixel (slow {ts}, fast {tf}) is outside the "
-                            f"{fpixels}x{spixels} detector")
-    if o.printout and o.printout_pixel is None:
-        o.warn("-printout prints every pixel's values in nanoBragg.c; that is not reproduced here: "
-               "use -printout_pixel F S for one pixel, or -trace_pixel S F for its full trace")
-    output = OutputConfig(
-        floatfile=o.floatfile, intfile=o.intfile, pgmfile=o.pgmfile, noisefile=o.noisefile,
-        write_pgm=o.write_pgm, calculate_noise=o.calculate_noise,
-        intfile_scale=o.intfile_scale, pgm_scale=o.pgm_scale, adc=o.adc, seed=seed,
-        seed_given=o.seed_given, progress=o.progress, printout=o.printout,
-        printout_pixel=o.printout_pixel, trace_pixel=o.trace_pixel)
-    return Config(detector=detector, beam=beamcfg, crystal=crystal, sampling=sampling,
-                  output=output, warnings=tuple(o.warnings))
+    return sampling, (hdivrange, hdivstep, hdivsteps, vdivrange, vdivstep, vdivsteps, dispersion,
+                      dispstep, dispsteps), (spread, domains)
+

@@ -15,10 +15,9 @@ import math
 from typing import Callable
 
 from .cnum import looks_numeric, parse_float, parse_int
+from .constants import RTD
 from .errors import FlagError
 from .options import RawOptions
-
-RTD = 180.0 / math.pi
 
 GROUPS = ("Crystal", "Beam", "Detector", "Sampling", "Sensor", "Output", "Noise", "Trace",
           "No effect")
@@ -58,11 +57,26 @@ def _checked(name, text, value, lower):
     return value
 
 
+class Div(float):
+    """A unit conversion nanoBragg.c makes by division (``atof(v)/1000.0``): ``_value`` divides
+    by it instead of multiplying. x/1000.0 and x*1e-3 can differ in the last bit, which shows
+    where a beam centre and a pixel centre should cancel exactly (a pixel on the direct beam)."""
+
+
+MM = Div(1000.0)          # mm -> m (also mrad -> rad): C divides by 1000
+DEG = Div(180.0 * 0.31830988618379067154)   # C's RTD = 180.0*M_1_PI
+ANGSTROM = Div(1e10)      # -lambda: C divides by 1e10
+PERCENT = Div(100.0)
+UM_WATER = Div(1e6)       # -water: C divides by 1e6 (sensor thicknesses it multiplies by 1e-6)
+
+
 def _value(name, text, scale, integer, lower):
     value = parse_int(name, text) if integer else parse_float(name, text)
     if lower is not None:
         _checked(name, text, value, lower)
-    return value if integer else value * scale
+    if integer:
+        return value
+    return value / scale if isinstance(scale, Div) else value * scale
 
 
 def _set(attr, scale=1.0, integer=False, lower=None):
@@ -228,7 +242,7 @@ def _energy(o, name, vals):
 
 
 def _divergence(o, name, vals):
-    o.hdivrange = o.vdivrange = _value(name, vals[0], 1e-3, False, "nonneg")
+    o.hdivrange = o.vdivrange = _value(name, vals[0], MM, False, "nonneg")
 
 
 def _output(attr, switch=None):
@@ -305,14 +319,14 @@ FLAGS: tuple = (
     Flag(("-Nc",), 1, "Crystal", "cells", "1", "unit cells along c", _cells("Nc")),
     Flag(("-xtalsize", "-xtal_size", "-samplesize", "-sample_size"), 1, "Crystal", "mm", "0",
          "crystal size along x, y, z (sets N from the cell)",
-         _set_many(("sample_x", "sample_y", "sample_z"), 1e-3, lower="nonneg")),
+         _set_many(("sample_x", "sample_y", "sample_z"), MM, lower="nonneg")),
     Flag(("-xtal_thick", "-xtal_x", "-sample_thick", "-sample_x"), 1, "Crystal", "mm", "0",
-         "crystal size along x", _set("sample_x", 1e-3, lower="nonneg")),
+         "crystal size along x", _set("sample_x", MM, lower="nonneg")),
     Flag(("-xtal_width", "-xtal_y", "-sample_width", "-sample_y", "-width"), 1, "Crystal", "mm",
          "0", "crystal size along y (clipped to the beam size)",
-         _set("sample_y", 1e-3, lower="nonneg")),
+         _set("sample_y", MM, lower="nonneg")),
     Flag(("-xtal_z", "-sample_z"), 1, "Crystal", "mm", "0",
-         "crystal size along z (clipped to the beam size)", _set("sample_z", 1e-3, lower="nonneg"),
+         "crystal size along z (clipped to the beam size)", _set("sample_z", MM, lower="nonneg"),
          prefixes=("-xtal_heigh", "-sample_heigh", "-heigh")),
     Flag(("-hkl",), 1, "Crystal", "file", "none", "structure factors: h k l F per line",
          _output("hklfile")),
@@ -335,14 +349,14 @@ FLAGS: tuple = (
     Flag(("-fudge",), 1, "Crystal", "", "1", "spot-shape factor for round/gauss/tophat",
          _set("fudge")),
     Flag(("-mosaic",), 1, "Crystal", "deg", "0", "isotropic mosaic spread",
-         _set("mosaic_spread", 1 / RTD, lower="nonneg"), prefixes=("-mosaici", "-mosaic_spr")),
+         _set("mosaic_spread", DEG, lower="nonneg"), prefixes=("-mosaici", "-mosaic_spr")),
     Flag(("-mosaic_domains",), 1, "Crystal", "int", "1 (10 if -mosaic)",
          "number of mosaic domains", _set("mosaic_domains", integer=True, lower=1),
          prefixes=("-mosaic_dom",)),
     Flag(("-mosaic_seed",), 1, "Crystal", "int", "12345678", "seed of the mosaic domains",
          _seed_like("mosaic_seed")),
     # ---- Beam ----
-    Flag(("-lambda",), 1, "Beam", "Å", "1", "wavelength", _set("lambda0", 1e-10, lower="pos"),
+    Flag(("-lambda",), 1, "Beam", "Å", "1", "wavelength", _set("lambda0", ANGSTROM, lower="pos"),
          prefixes=("-wave",)),
     Flag(("-energy",), 1, "Beam", "eV", "12398.42", "photon energy (sets the wavelength)",
          _energy),
@@ -352,21 +366,21 @@ FLAGS: tuple = (
          _set("flux", lower="nonneg")),
     Flag(("-exposure",), 1, "Beam", "s", "1", "exposure time", _set("exposure", lower="pos")),
     Flag(("-beamsize",), 1, "Beam", "mm", "0.1", "beam size (also clips the crystal)",
-         _set("beamsize", 1e-3, lower="pos")),
+         _set("beamsize", MM, lower="pos")),
     Flag(("-dispersion",), 1, "Beam", "%", "0", "spectral dispersion Δλ/λ",
-         _set("dispersion", 0.01, lower="nonneg")),
+         _set("dispersion", PERCENT, lower="nonneg")),
     Flag(("-dispsteps",), 1, "Beam", "int", "auto", "number of wavelengths",
          _set("dispsteps", integer=True, lower=1)),
     Flag(("-divergence",), 1, "Beam", "mrad", "0", "horizontal and vertical divergence",
          _divergence),
     Flag(("-hdivrange",), 1, "Beam", "mrad", "0", "horizontal divergence",
-         _set("hdivrange", 1e-3, lower="nonneg")),
+         _set("hdivrange", MM, lower="nonneg")),
     Flag(("-vdivrange",), 1, "Beam", "mrad", "0", "vertical divergence",
-         _set("vdivrange", 1e-3, lower="nonneg")),
+         _set("vdivrange", MM, lower="nonneg")),
     Flag(("-hdivstep",), 1, "Beam", "mrad", "auto", "horizontal divergence step",
-         _set("hdivstep", 1e-3, lower="nonneg")),
+         _set("hdivstep", MM, lower="nonneg")),
     Flag(("-vdivstep",), 1, "Beam", "mrad", "auto", "vertical divergence step",
-         _set("vdivstep", 1e-3, lower="nonneg")),
+         _set("vdivstep", MM, lower="nonneg")),
     Flag(("-hdivsteps",), 1, "Beam", "int", "auto", "horizontal divergence steps",
          _set("hdivsteps", integer=True, lower=1)),
     Flag(("-vdivsteps",), 1, "Beam", "int", "auto", "vertical divergence steps",
@@ -389,11 +403,11 @@ FLAGS: tuple = (
          "direction of the incident beam (switches to CUSTOM)", _custom_vector("beam_vector")),
     # ---- Detector ----
     Flag(("-distance",), 1, "Detector", "mm", "100", "sample to beam spot distance (pivot=beam)",
-         _pivot_by("distance", 1e-3, "beam", "pos")),
+         _pivot_by("distance", MM, "beam", "pos")),
     Flag(("-close_distance",), 1, "Detector", "mm", "from -distance",
          "sample to nearest point of the detector plane (pivot=sample)",
-         _pivot_by("close_distance", 1e-3, "sample", "pos")),
-    Flag(("-pixel",), 1, "Detector", "mm", "0.1", "pixel size", _set("pixel_size", 1e-3, lower="pos")),
+         _pivot_by("close_distance", MM, "sample", "pos")),
+    Flag(("-pixel",), 1, "Detector", "mm", "0.1", "pixel size", _set("pixel_size", MM, lower="pos")),
     Flag(("-detpixels",), 1, "Detector", "pixels", "1024", "pixels along fast and slow",
          _detpixels),
     Flag(("-detpixels_f", "-detpixels_x"), 1, "Detector", "pixels", "1024", "fast pixels",
@@ -401,19 +415,19 @@ FLAGS: tuple = (
     Flag(("-detpixels_s", "-detpixels_y"), 1, "Detector", "pixels", "1024", "slow pixels",
          _set("spixels", integer=True, lower=1)),
     Flag(("-detsize",), 1, "Detector", "mm", "102.4", "detector size (fast and slow)",
-         _set_many(("detsize_f", "detsize_s"), 1e-3, lower="pos")),
+         _set_many(("detsize_f", "detsize_s"), MM, lower="pos")),
     Flag(("-detsize_f",), 1, "Detector", "mm", "102.4", "detector size along fast",
-         _set("detsize_f", 1e-3, lower="pos")),
+         _set("detsize_f", MM, lower="pos")),
     Flag(("-detsize_s",), 1, "Detector", "mm", "102.4", "detector size along slow",
-         _set("detsize_s", 1e-3, lower="pos")),
+         _set("detsize_s", MM, lower="pos")),
     Flag(("-Xbeam",), 1, "Detector", "mm", "centre", "direct beam position (MOSFLM: slow)",
-         _pivot_by("Xbeam", 1e-3, "beam")),
+         _pivot_by("Xbeam", MM, "beam")),
     Flag(("-Ybeam",), 1, "Detector", "mm", "centre", "direct beam position (MOSFLM: fast)",
-         _pivot_by("Ybeam", 1e-3, "beam")),
+         _pivot_by("Ybeam", MM, "beam")),
     Flag(("-Xclose",), 1, "Detector", "mm", "centre", "nearest point of the detector (pivot=sample)",
-         _pivot_by("Xclose", 1e-3, "sample")),
+         _pivot_by("Xclose", MM, "sample")),
     Flag(("-Yclose",), 1, "Detector", "mm", "centre", "nearest point of the detector (pivot=sample)",
-         _pivot_by("Yclose", 1e-3, "sample")),
+         _pivot_by("Yclose", MM, "sample")),
     Flag(("-ORGX",), 1, "Detector", "pixels", "centre", "XDS origin, fast (pivot=sample)",
          _pivot_by("ORGX", 1.0, "sample")),
     Flag(("-ORGY",), 1, "Detector", "pixels", "centre", "XDS origin, slow (pivot=sample)",
@@ -445,11 +459,11 @@ FLAGS: tuple = (
          "2theta rotation axis (switches to CUSTOM; also sets 2theta, as in nanoBragg.c)",
          _twotheta_axis),
     Flag(("-detector_rotx",), 1, "Detector", "deg", "0", "detector rotation about x",
-         _set("rotx", 1 / RTD)),
+         _set("rotx", DEG)),
     Flag(("-detector_roty",), 1, "Detector", "deg", "0", "detector rotation about y",
-         _set("roty", 1 / RTD)),
+         _set("roty", DEG)),
     Flag(("-detector_rotz",), 1, "Detector", "deg", "0", "detector rotation about z",
-         _set("rotz", 1 / RTD)),
+         _set("rotz", DEG)),
     Flag(("-curved_det",), 0, "Detector", "", "off", "pixels on a sphere of radius distance",
          _curved),
     Flag(("-point_pixel",), 0, "Detector", "", "off", "solid angle 1/R² (no obliquity)",
@@ -461,10 +475,10 @@ FLAGS: tuple = (
     # ---- Sampling ----
     Flag(("-oversample",), 1, "Sampling", "int", "auto", "sub-pixels per pixel edge (0 = auto)",
          _oversample),
-    Flag(("-phi",), 1, "Sampling", "deg", "0", "starting spindle angle", _set("phi0", 1 / RTD)),
-    Flag(("-osc",), 1, "Sampling", "deg", "auto", "oscillation range", _set("osc", 1 / RTD, lower="nonneg")),
+    Flag(("-phi",), 1, "Sampling", "deg", "0", "starting spindle angle", _set("phi0", DEG)),
+    Flag(("-osc",), 1, "Sampling", "deg", "auto", "oscillation range", _set("osc", DEG, lower="nonneg")),
     Flag(("-phistep",), 1, "Sampling", "deg", "auto", "spindle step",
-         _set("phistep", 1 / RTD, lower="nonneg")),
+         _set("phistep", DEG, lower="nonneg")),
     Flag(("-phisteps",), 1, "Sampling", "int", "auto", "number of spindle steps (0 = 1)",
          _set("phisteps", integer=True, lower=0)),
     Flag(("-spindle_axis",), 3, "Sampling", "unit vector", "per convention",
@@ -488,7 +502,7 @@ FLAGS: tuple = (
     Flag(("-oversample_omega",), 0, "Sensor", "", "off",
          "recompute the solid angle per sub-pixel", _true("oversample_omega")),
     Flag(("-water",), 1, "Sensor", "µm", "0", "water background thickness",
-         _set("water_size", 1e-6, lower="nonneg")),
+         _set("water_size", UM_WATER, lower="nonneg")),
     # ---- Output ----
     Flag(("-floatfile", "-floatimage"), 1, "Output", "file", "floatimage.bin",
          "raw float32 image", _output("floatfile")),
@@ -599,4 +613,10 @@ def apply_flags(argv: list, opts: RawOptions | None = None) -> RawOptions:
             vals, nxt = _take_values(flag, token, argv, i)
         flag.apply(opts, token, vals)
         i = nxt
+    # C-parity quirk (-curved_det last): nanoBragg.c reads -curved_det only when another argument
+    # follows it (its test is argc > i+1), so as the last argument it is ignored there
+    opts.curved_detector_c = "-curved_det" in argv[:-1]
+    if opts.curved_detector and not opts.curved_detector_c:
+        opts.warn("-curved_det is the last argument: nanoBragg.c ignores it there (so does "
+                  "--c-parity); the default mode applies it")
     return opts

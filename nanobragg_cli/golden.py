@@ -1,4 +1,4 @@
-"""A golden corpus of nanoBragg.c outputs (laid out like ../shared/golden) and how to check us
+"""A golden corpus of nanoBragg.c outputs (laid out like tests/golden) and how to check us
 against it: load cases, run one in-process, compare images and traces.
 
 Used by the test-suite and by ``nanobragg suite``. A case is run in a fresh temporary working
@@ -25,11 +25,11 @@ TRACE_ATOL = 1e-12
 
 
 def default_golden_dir() -> Path:
-    """$NB_GOLDEN_DIR, else ../shared/golden beside the repository."""
+    """$NB_GOLDEN_DIR if set (and not empty), else the corpus in the repository, tests/golden."""
     env = os.environ.get(GOLDEN_ENV)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent.parent / "shared" / "golden"
+    return Path(__file__).resolve().parent.parent / "tests" / "golden"
 
 
 @dataclass
@@ -120,7 +120,8 @@ def run_case(case: Case, golden: Path, *, c_parity: bool = True, default_mode: b
     """Run a case in-process (the CLI's code path). ``default_mode`` uses the case's
     default_mode_args (for the *_spec references) without --c-parity. ``window``: compute only
     that block of the image (slow_min, slow_max, fast_min, fast_max)."""
-    from .simulate import (ToolOptions, output_files, prepare, report_lines, run_simulation)
+    from .simulate import (ToolOptions, image_outputs, output_files, prepare, report_lines,
+                           run_simulation)
     from .trace import format_lines
 
     argv = case.default_mode_args if default_mode else case.args
@@ -136,11 +137,9 @@ def run_case(case: Case, golden: Path, *, c_parity: bool = True, default_mode: b
         with redirect_stdout(buf):
             res = run_simulation(cfg, tool, extra_trace_pixels=case.trace_pixels if trace else [],
                                  window=window)
-        files = {}
-        flag_of = {cfg.output.floatfile: "float", cfg.output.intfile: "int",
-                   cfg.output.pgmfile: "pgm", cfg.output.noisefile: "noise"}
-        for path, data in output_files(res):
-            files[flag_of[path]] = data
+        key = {"-floatfile": "float", "-intfile": "int", "-pgmfile": "pgm", "-noisefile": "noise"}
+        files = {key[flag]: data for (flag, _), (_, data)
+                 in zip(image_outputs(cfg), output_files(res))}
     traces = {px: "\n".join(format_lines(lines)) + "\n" for px, (lines, _) in res.traces.items()}
     return CaseRun(image=res.image, files=files, traces=traces,
                    report="\n".join(report_lines(res)), result=res)

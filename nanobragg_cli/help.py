@@ -1,6 +1,7 @@
-"""``nanobragg --help`` and docs/flags.md, both generated from the flag table (no torch import).
+"""``nanobragg --help`` and docs/flags.md, both generated from the flag tables (no torch import).
 
-The flag table (:data:`nanobragg_cli.flags.FLAGS`) says how each flag is spelled, its group, unit,
+The flag table (:data:`nanobragg_cli.flags.FLAGS`) and the tool-option table
+(:data:`nanobragg_cli.tool_options.TOOL_OPTIONS`) say how each flag is spelled, its group, unit,
 default and meaning; this module only lays that out: as terminal text wrapped to the window
 (:func:`help_text`) and as the markdown reference (:func:`flags_markdown`, committed as
 docs/flags.md; regenerate with ``python -m nanobragg_cli.help --markdown > docs/flags.md``).
@@ -12,35 +13,16 @@ import textwrap
 
 from . import __version__
 from .flags import FLAGS, GROUPS
-
-# Tool options (double dash): not nanoBragg.c's, so not in the flag table. Every name of
-# simulate.TOOL_FLAGS must appear here (tests/test_help.py checks it).
-TOOL_OPTIONS = (
-    ("--c-parity", "", "reproduce nanoBragg.c's single-threaded arithmetic, quirks included "
-     "(default: physically correct mode)"),
-    ("--device", "cpu|cuda", "where to compute (default: cpu)"),
-    ("--dtype", "float64|float32", "working precision (default: float64)"),
-    ("--threads", "N", "CPU threads (default: torch's choice)"),
-    ("--max-memory", "SIZE", "memory budget of the kernel's working arrays per pixel chunk, "
-     "e.g. 512M or 2G (default: 256M)"),
-    ("--progress", "", "show the progress bar (default: on a terminal, after 1 s)"),
-    ("--no-progress", "", "never show the progress bar"),
-    ("--trace-json", "FILE", "write the -trace_pixel record (with per-phi entries) as JSON"),
-    ("--manifest", "FILE", "write a JSON manifest of the run: argv, resolved configuration with "
-     "units, seeds, versions, device, timing, sha256 of every input and output file"),
-    ("--hdf5", "FILE", "also write the float image as NeXus/HDF5 (NXmx layout; needs h5py)"),
-    ("--png", "FILE", "also write a grayscale PNG picture of the image"),
-    ("--png-scale", "log|sqrt", "PNG brightness scale, clipped at the 99.9th percentile "
-     "(default: log)"),
-    ("--version", "", "print the version and exit"),
-    ("--help", "", "print this help and exit"),
-)
+from .tool_options import TOOL_OPTIONS
 
 SUBCOMMANDS_HELP = (
     ("compare", "C_TRACE PY_TRACE", "diff a nanoBragg.c trace against ours; names the first "
      "divergence"),
-    ("parity", "...", "write a parity evidence bundle (traces, comparison, environment)"),
-    ("suite", "GOLDEN_DIR", "run a golden corpus and compare every case (CI parity job)"),
+    ("parity", "...", "write a parity evidence bundle (traces, comparison, environment); "
+     "--c-bin runs a nanoBragg binary itself"),
+    ("suite", "GOLDEN_DIR", "run a golden corpus and compare every case (CI parity job); "
+     "--c-bin PATH --cases FILE runs a case list through a binary"),
+    ("golden", "make ...", "write a golden corpus from any nanoBragg binary and a case list"),
     ("bench", "...", "time our renders (and nanoBragg.c's, if given)"),
 )
 
@@ -145,8 +127,8 @@ def help_text(width: int | None = None) -> str:
         for f in flags:
             lines += _entry(flag_usage(f), flag_description(f), width)
     lines += ["", "Tool options:"]
-    for name, mv, text in TOOL_OPTIONS:
-        lines += _entry(f"{name} {mv}" if mv else name, text, width)
+    for o in TOOL_OPTIONS:
+        lines += _entry(f"{o.name} {o.metavar}" if o.metavar else o.name, o.help, width)
     lines += ["", "Subcommands (each has its own --help):"]
     for name, mv, text in SUBCOMMANDS_HELP:
         lines += _entry(f"{name} {mv}", text, width)
@@ -201,8 +183,8 @@ def flags_markdown() -> str:
             out.append(f"| {names} | {_md(mv[1:-1]) if mv else ''} | {_md(f.help)} | "
                        f"{_md(f.default)} |")
     out += ["", "## Tool options", "", "| option | value | meaning |", "|---|---|---|"]
-    for name, mv, text in TOOL_OPTIONS:
-        out.append(f"| `{name}` | {_md(mv)} | {_md(text)} |")
+    for o in TOOL_OPTIONS:
+        out.append(f"| `{o.name}` | {_md(o.metavar)} | {_md(o.help)} |")
     out += ["", "## Subcommands", "", "| subcommand | arguments | purpose |", "|---|---|---|"]
     for name, mv, text in SUBCOMMANDS_HELP:
         out.append(f"| `nanobragg {name}` | {_md(mv)} | {_md(text)} |")

@@ -6,10 +6,9 @@ mask's BEAM_CENTER_Y is flipped (Ybeam = detsize_s - value), as in nanoBragg.c.
 
 import math
 
+from .constants import RTD
 from .errors import FlagError, InputFileError
 from .options import RawOptions
-
-RTD = 180.0 / math.pi
 
 
 def _finite(image, src: str, key: str) -> float:
@@ -27,13 +26,13 @@ def _apply_header(o: RawOptions, image, flip_y: bool, src: str = "image header")
         o.pixel_size = v / 1000.0
     o.detsize_f = o.pixel_size * o.fpixels
     o.detsize_s = o.pixel_size * o.spixels
-    for key, attr, scale in (("DISTANCE", "distance", 1e-3),
-                             ("CLOSE_DISTANCE", "close_distance", 1e-3),
-                             ("WAVELENGTH", "lambda0", 1e-10),
-                             ("BEAM_CENTER_X", "Xbeam", 1e-3)):
+    for key, attr, divisor in (("DISTANCE", "distance", 1000.0),
+                               ("CLOSE_DISTANCE", "close_distance", 1000.0),
+                               ("WAVELENGTH", "lambda0", 1e10),
+                               ("BEAM_CENTER_X", "Xbeam", 1000.0)):
         v = _finite(image, src, key)
         if not math.isnan(v):
-            setattr(o, attr, v * scale)
+            setattr(o, attr, v / divisor)  # divided, as nanoBragg.c does (bit for bit)
     v = _finite(image, src, "BEAM_CENTER_Y")
     if not math.isnan(v):
         o.Ybeam = o.detsize_s - v / 1000.0 if flip_y else v / 1000.0

@@ -19,11 +19,14 @@ import math
 import torch
 from torch import Tensor
 
+from .geometry.beam import e_vector
 from .geometry.rotation import rotate_axis
 from .physics import (GAUSS_WIDTH, ROUND_XTAL_SCALE, TOPHAT_CUT, capture_fraction,
                       polarization_factor, sinc3, sincg_direct, sincg_like_c, sincg_reduced,
                       solid_angle)
-from .scene import R_E_SQR, WATER_F, Scene
+from .c_order import COrder, interpolation_kill_switch
+from .constants import R_E_SQR, WATER_F
+from .scene import Scene
 
 
 @dataclass
@@ -72,7 +75,8 @@ def subpixel_positions(scene: Scene, sp: Tensor, fp: Tensor) -> tuple:
     else:  # one layer: Odet = 0
         pos = tuple((Fdet * det.fdet[c] + Sdet * det.sdet[c] + det.pix0[c])
                     .reshape(T, os_ * os_, P) for c in range(3))
-    if scene.cfg.detector.curved:
+    d_cfg = scene.cfg.detector
+    if d_cfg.curved_c if scene.c_parity else d_cfg.curved:
         # pixels on a sphere of radius `distance`: detector coordinates used as angles, as in C
         d = det.distance
         start = (d * det.beam).expand(T, os_ * os_, P, 3)
@@ -93,7 +97,10 @@ def pixel_geometry(scene: Scene, pix: Tensor) -> PixelGeometry:
     diffracted = (x / airpath, y / airpath, z / airpath)
     omega_sub = solid_angle(det.pixel_size, airpath, det.close_distance,
                             scene.cfg.detector.point_pixel)
-    if scene.detector_thick == 0.0:
+    # C-parity quirk (-oversample_thick without a sensor): with no thickness nanoBragg.c still
+    # recomputes the capture fraction per sub-pixel, exp(0) - exp(0) = 0, so the image is all 0;
+    # the default mode keeps 1 (no sensor model: every photon counts)
+    if scene.detector_thick == 0.0 and not (scene.c_parity and scene.cfg.sampling.oversample_thick):
         cf_sub = torch.ones_like(airpath)
     else:
         layer = torch.arange(scene.thicksteps, dtype=scene.dtype, device=scene.device)[:, None, None]
@@ -122,7 +129,12 @@ def polarization(scene: Scene, diffracted: tuple) -> Tensor:
         cos2t = sum(d[:, :, None, :] * incident[:, c, None] for c, d in enumerate(diffracted))
         return 0.5 * (1.0 + cos2t * cos2t)
     d = torch.stack(diffracted, dim=-1)[:, :, None, :, :]                # (T, SS, 1, P, 3)
-    return polarization_factor(scene.kahn, incident[:, None, :], d, scene.polar_vector)
+    axis = scene.polar_vector
+    # C-parity quirk (polarization along the beam): nanoBragg.c's zero basis gives psi = 0 for a
+    # source along the polarization axis; the default mode picks a perpendicular E-vector
+    if not scene.c_parity:
+        axis = e_vector(incident, axis)[:, None, :]
+    return polarization_factor(scene.kahn, incident[:, None, :], d, axis)
 
 
 def miller_indices(scene: Scene, scat: tuple, first_sub: tuple | None) -> list:
@@ -174,15 +186,20 @@ def lattice_factor_squared(scene: Scene, hkl: list) -> Tensor:
         F, _ = lattice_factor(scene, hkl, [_rounded(h) for h in hkl])
         return (F * F).to(work)
     tiny = torch.tensor(torch.finfo(work).tiny, dtype=work, device=scene.device)
+
+    def reduced(h, n):
+        x = torch.add(tiny, (h - torch.round(h)).to(work), alpha=math.pi)
+        return torch.sin(x * n).div_(torch.sin(x))
+
+    def like_c(h, n):   # C-parity quirk (sincg near integers), see physics.sincg_like_c
+        return sincg_like_c(h, n).to(work)
+
+    axis_factor = like_c if scene.c_parity else reduced
     L = None
     for h, n in zip(hkl, scene.N_values):
         if n <= 1.0:
             continue
-        if scene.c_parity:
-            r = sincg_like_c(h, n).to(work)
-        else:
-            x = torch.add(tiny, (h - torch.round(h)).to(work), alpha=math.pi)
-            r = torch.sin(x * n).div_(torch.sin(x))
+        r = axis_factor(h, n)
         L = r if L is None else L.mul_(r)
     if L is None:
         return torch.ones_like(hkl[0], dtype=work)
@@ -238,32 +255,10 @@ def structure_factors(scene: Scene, hkl: list, h0: list | None, executed: Tensor
         # interpolate wherever the 4x4x4 block lies in the grid (C's test refuses a margin more)
         return torch.where(sf.block_outside(hkl[0], hkl[1], hkl[2]), nearest, interp), killed, None
     oob = sf.out_of_range(hkl[0], hkl[1], hkl[2])
-    # C-parity quirk (interpolation kill-switch): the first out-of-range neighbourhood in loop
-    # order switches interpolation off for everything after it, itself included.
+    # C-parity quirk (interpolation kill-switch): see c_order.interpolation_kill_switch
     hit = oob & executed if executed is not None else oob
-    per_pixel = c_order(hit)                                           # (P, E) in C's order
-    running = torch.cumsum(per_pixel.to(torch.int32).reshape(-1), 0).reshape(per_pixel.shape) > 0
-    off_c = killed | running
-    any_row = per_pixel.any(1).to(torch.int32)
-    before_row = killed | ((torch.cumsum(any_row, 0) - any_row) > 0)
-    off = c_order.inverse(off_c)
-    return torch.where(off, nearest, interp), killed | hit.any(), before_row
-
-
-class COrder:
-    """Permutation between the kernel's layout (Φ·M, T, SS, S, P) and nanoBragg.c's loop order
-    (P, T, SS, S, Φ·M), for the c-parity quirks that depend on execution order."""
-
-    def __init__(self, T, SS, S, P, PM):
-        self.shape = (PM, T, SS, S, P)
-        self.P = P
-
-    def __call__(self, x: Tensor) -> Tensor:
-        return x.reshape(self.shape).permute(4, 1, 2, 3, 0).reshape(self.P, -1)
-
-    def inverse(self, y: Tensor) -> Tensor:
-        PM, T, SS, S, P = self.shape
-        return y.reshape(P, T, SS, S, PM).permute(4, 1, 2, 3, 0).reshape(PM, -1)
+    off, killed_after, before_row = interpolation_kill_switch(hit, killed, c_order)
+    return torch.where(off, nearest, interp), killed_after, before_row
 
 
 def _sum_rows(x: Tensor) -> Tensor:
@@ -276,6 +271,71 @@ def _sum_rows(x: Tensor) -> Tensor:
 def _sum_to_pixels(x: Tensor, P: int) -> Tensor:
     """Σ over everything but the trailing pixel dimension, in row order."""
     return _sum_rows(x.reshape(-1, P))
+
+
+def _reduce_c_parity(scene: Scene, term: Tensor, geo: PixelGeometry, pol_all: Tensor,
+                     executed: Tensor | None, order: COrder, polar_pixel: Tensor,
+                     cf_last: Tensor, omega_pixel: Tensor, ov: tuple) -> tuple:
+    """(I, value), each (P,): nanoBragg.c's sum of ``term`` (Φ·M, K) into pixels and its scaling,
+    quirks included. ov: (-oversample_thick, -oversample_polar, -oversample_omega)."""
+    dtype, device = scene.dtype, scene.device
+    T, SS, P = geo.airpath.shape
+    S, PM = scene.n_src, scene.n_phi * scene.n_mos
+    r_e2_fluence = R_E_SQR * scene.fluence
+    if any(ov):
+        # C-parity quirk (-oversample_* flags): each factor multiplies the running sum I in
+        # every innermost iteration, I <- (I + term)·factor, so earlier terms are scaled again.
+        g = torch.ones(T, SS, S, P, dtype=dtype, device=device)
+        if ov[0]:
+            g = g * geo.cf_sub[:, :, None, :]
+        if ov[1]:
+            g = g * pol_all
+        if ov[2]:
+            g = g * geo.omega_sub[:, :, None, :]
+        g = g.reshape(1, -1).expand(PM, -1)
+        if executed is not None:
+            g = torch.where(executed, g, torch.ones((), dtype=dtype, device=device))
+        g = order(g)
+        suffix = torch.flip(torch.cumprod(torch.flip(g, (1,)), 1), (1,))
+        I = scene.I_bg * suffix[:, 0] + (order(term.to(dtype)) * suffix).sum(1)
+    else:
+        I = scene.I_bg + _sum_to_pixels(term, P).to(dtype)
+    # C-parity quirk (water background): I_bg already holds r_e²·fluence and is scaled
+    # again by r_e²·fluence/steps with the rest of I.
+    value = r_e2_fluence * I / scene.steps
+    # C-parity quirk (sensor layers): the sum over layers is scaled by the LAST layer's
+    # capture fraction only (and layers are not counted in `steps`).
+    if not ov[0]:
+        value = value * cf_last
+    if not ov[1]:
+        value = value * polar_pixel
+    if not ov[2]:
+        value = value * omega_pixel
+    return I, value
+
+
+def _reduce_default(scene: Scene, term: Tensor, geo: PixelGeometry, pol_all: Tensor,
+                    valid: Tensor | None, omega_used: Tensor, ov: tuple) -> tuple:
+    """(I, value), each (P,): the default mode's sum of ``term`` (Φ·M, K) into pixels, every
+    sub-pixel and source weighted by its own capture fraction, polarization and solid angle
+    (the pixel's first ones unless -oversample_thick/_polar/_omega), plus the water background."""
+    dtype = scene.dtype
+    T, SS, P = geo.airpath.shape
+    S, PM = scene.n_src, scene.n_phi * scene.n_mos
+    r_e2_fluence = R_E_SQR * scene.fluence
+    cf_w = geo.cf_sub if ov[0] else geo.cf_sub[:, 0:1].expand(T, SS, P)
+    if scene.nopolar:
+        pol_w = torch.ones_like(pol_all)
+    else:
+        pol_w = pol_all if ov[1] else pol_all[0:1, 0:1].expand(T, SS, S, P)
+    weight = cf_w[:, :, None, :] * pol_w * omega_used[:, :, None, :]     # (T, SS, S, P)
+    per_sub = _sum_rows(term).to(dtype).reshape(T, SS, S, P)
+    if scene.cfg.sampling.water_size != 0.0:
+        bg = scene.water_molecules * WATER_F * WATER_F * PM
+        per_sub = per_sub + (bg if valid is None else bg * valid.to(dtype))
+    I = _sum_to_pixels(per_sub, P)
+    value = r_e2_fluence * _sum_to_pixels(per_sub * weight, P) / scene.steps
+    return I, value
 
 
 def render_chunk(scene: Scene, pix: Tensor, killed: Tensor, first_sub: tuple | None = None,
@@ -325,7 +385,9 @@ def render_chunk(scene: Scene, pix: Tensor, killed: Tensor, first_sub: tuple | N
         term = torch.where(valid_k, term, torch.zeros((), dtype=term.dtype, device=device))
 
     # --- reduction and scaling ------------------------------------------------------------
-    r_e2_fluence = R_E_SQR * scene.fluence
+    # C-parity quirk (pixel-level caches): polarization once per pixel, at the first (sub-pixel,
+    # source) that passes -dmin, reused for every source (docs/differences.md #7); the default
+    # mode's reduction weighs every source by its own factor. (Traces print polar_pixel in both.)
     if scene.nopolar:
         polar_pixel = torch.ones(P, dtype=dtype, device=device)
     elif valid is None:
@@ -336,48 +398,11 @@ def render_chunk(scene: Scene, pix: Tensor, killed: Tensor, first_sub: tuple | N
         polar_pixel = pol_all.reshape(-1, P).gather(0, first_valid[None, :])[0]
         polar_pixel = torch.where(flat_valid.any(0), polar_pixel, torch.zeros_like(polar_pixel))
     cf_last = geo.cf_sub[T - 1, 0]
-    per_sub = None
     if cp:
-        if any(ov):
-            # C-parity quirk (-oversample_* flags): each factor multiplies the running sum I in
-            # every innermost iteration, I <- (I + term)·factor, so earlier terms are scaled again.
-            g = torch.ones(T, SS, S, P, dtype=dtype, device=device)
-            if ov[0]:
-                g = g * geo.cf_sub[:, :, None, :]
-            if ov[1]:
-                g = g * pol_all
-            if ov[2]:
-                g = g * geo.omega_sub[:, :, None, :]
-            g = g.reshape(1, -1).expand(PM, -1)
-            if executed is not None:
-                g = torch.where(executed, g, torch.ones((), dtype=dtype, device=device))
-            g = order(g)
-            suffix = torch.flip(torch.cumprod(torch.flip(g, (1,)), 1), (1,))
-            I = scene.I_bg * suffix[:, 0] + (order(term.to(dtype)) * suffix).sum(1)
-        else:
-            I = scene.I_bg + _sum_to_pixels(term, P).to(dtype)
-        value = r_e2_fluence * I / scene.steps
-        # C-parity quirk (sensor layers): the sum over layers is scaled by the LAST layer's
-        # capture fraction only (and layers are not counted in `steps`).
-        if not ov[0]:
-            value = value * cf_last
-        if not ov[1]:
-            value = value * polar_pixel
-        if not ov[2]:
-            value = value * omega_pixel
+        I, value = _reduce_c_parity(scene, term, geo, pol_all, executed, order, polar_pixel,
+                                    cf_last, omega_pixel, ov)
     else:
-        cf_w = geo.cf_sub if ov[0] else geo.cf_sub[:, 0:1].expand(T, SS, P)
-        if scene.nopolar:
-            pol_w = torch.ones_like(pol_all)
-        else:
-            pol_w = pol_all if ov[1] else pol_all[0:1, 0:1].expand(T, SS, S, P)
-        weight = cf_w[:, :, None, :] * pol_w * omega_used[:, :, None, :]     # (T, SS, S, P)
-        per_sub = _sum_rows(term).to(dtype).reshape(T, SS, S, P)
-        if smp.water_size != 0.0:
-            bg = scene.water_molecules * WATER_F * WATER_F * PM
-            per_sub = per_sub + (bg if valid is None else bg * valid.to(dtype))
-        I = _sum_to_pixels(per_sub, P)
-        value = r_e2_fluence * _sum_to_pixels(per_sub * weight, P) / scene.steps
+        I, value = _reduce_default(scene, term, geo, pol_all, valid, omega_used, ov)
 
     out = ChunkOutput(values=value, I=I, omega_sum=omega_used.sum(), killed=new_killed,
                       killed_rows=killed_rows)

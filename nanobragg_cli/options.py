@@ -82,6 +82,7 @@ class RawOptions:
     roty: float = 0.0
     rotz: float = 0.0
     curved_detector: bool = False
+    curved_detector_c: bool = False  # as nanoBragg.c reads it: not as the last argument
     point_pixel: bool = False
     # sensor
     detector_thick: float = 0.0

@@ -8,11 +8,10 @@ import math
 
 import numpy as np
 
+from .constants import RTD
 from .io.floatimage import float_image_bytes
 from .io.pgm import pgm_bytes
 from .io.smv import SMVHeader, int_image, smv_bytes
-
-RTD = 180.0 / math.pi
 
 
 @dataclass

@@ -3,8 +3,8 @@ keep every piece of evidence in one folder.
 
 ``nanobragg parity --c-trace C.log [--c-image C.bin|C.npz|C.npy] [--topic NAME | --out DIR]
 [--c-parity] -- <nanoBragg flags> -trace_pixel S F`` renders in-process through the CLI's code
-path (:func:`~nanobragg_cli.simulate.prepare`, :func:`~nanobragg_cli.simulate.run_simulation`,
-:func:`~nanobragg_cli.simulate.output_files`), compares our trace with each C trace
+path (:mod:`nanobragg_cli.simulate`: ``prepare``, ``run_simulation``, ``output_files``,
+``stdout_report``, ``trace_json_record``), compares our trace with each C trace
 (:mod:`nanobragg_cli.compare`) and our image with the C image
 (:func:`~nanobragg_cli.golden.compare_images`), and writes ``DIR/<UTC timestamp>/``:
 
@@ -18,6 +18,9 @@ path (:func:`~nanobragg_cli.simulate.prepare`, :func:`~nanobragg_cli.simulate.ru
     env.json, git_sha.txt versions, device, dtype, threads, platform; the code's commit
     summary.md            verdict, first divergence and its explanation, metrics, how to reproduce
     sha256.txt            every file of the bundle and every input file (``sha256sum -c`` format)
+
+``nanobragg parity --c-bin PATH [--pixel S F] [--bytes KIND] [--shrink] -- <flags>`` instead runs
+a nanoBragg binary itself (:mod:`nanobragg_cli.cbin_check`, :mod:`nanobragg_cli.cbin_cli`).
 
 Nothing is written to the working folder, and nothing at all on an error: the bundle is built in
 a hidden staging folder and renamed into place when complete. Exit status as ``nanobragg
@@ -162,20 +165,6 @@ def image_metrics(ours, ref, origin: tuple | None, region: tuple, rtol: float,
             "c_max": peak, "c_sum": float(b.sum()), "py_sum": float(a.sum()), "ok": m.ok}
 
 
-def stdout_lines(res) -> list:
-    """Our stdout for a run, as the CLI prints it: the report with the TRACE_PY lines of the
-    traced pixel before the solid-angle line."""
-    from .simulate import report_lines
-    from .trace import format_lines
-    lines = report_lines(res)
-    if res.cfg.output.trace_pixel is not None:
-        at = next((i for i, ln in enumerate(lines) if ln.startswith("solid angle")), len(lines))
-        s, f = res.cfg.output.trace_pixel
-        lines[at:at] = [f"TRACE_CONFIG: tracing pixel (spixel={s}, fpixel={f})",
-                        *format_lines(res.trace_lines)]
-    return lines
-
-
 def _trace_checks(c_traces: list) -> tuple:
     """Parse the C traces: (list of (path, records, name, text, meta, label)), C's pixel."""
     parsed, labels = [], set()
@@ -218,22 +207,11 @@ def _c_command(check: TraceCheck, pixel: tuple) -> str | None:
             + shlex.join(argv))
 
 
-def run_parity(nb_argv: list, c_traces: list, out: Path, *, c_image: Path | None = None,
-               c_image_origin: tuple | None = None, c_parity: bool = False,
-               dtype: str | None = None, device: str | None = None,
-               rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
-               image_rtol: float = IMAGE_RTOL, image_atol_fraction: float = IMAGE_ATOL_FRACTION,
-               window: tuple | None = None, c_command: str | None = None,
-               invocation: str | None = None, progress=None) -> ParityResult:
-    """Render ``nb_argv`` (nanoBragg flags plus this tool's --options) in-process, compare with
-    the C traces (the first decides the exit status) and the C image, and write the bundle
-    ``out/<UTC timestamp>/``. Raises :class:`ParityInputError` / NanoBraggError on bad input
-    (then nothing is written)."""
-    from .simulate import output_files, prepare, run_simulation, split_tool_options
-
-    if not c_traces:
-        raise ParityInputError("--c-trace: give at least one nanoBragg.c trace")
-    parsed, c_pixel = _trace_checks(c_traces)
+def _prepare(nb_argv: list, parsed: list, c_pixel: tuple | None, c_parity: bool,
+             dtype: str | None, device: str | None) -> tuple:
+    """(nanoBragg argv, ToolOptions, Config, traced pixel) of a parity run: the options given
+    to ``nanobragg parity`` win over those among the flags; -trace_pixel defaults to C's."""
+    from .simulate import prepare, split_tool_options
     argv, tool = split_tool_options(list(nb_argv))
     tool.c_parity = tool.c_parity or c_parity
     tool.dtype = dtype or tool.dtype
@@ -249,15 +227,61 @@ def run_parity(nb_argv: list, c_traces: list, out: Path, *, c_image: Path | None
     if c_pixel is not None and c_pixel != pixel:
         raise ParityInputError(f"-trace_pixel {pixel[0]} {pixel[1]}: the C trace {parsed[0][0]} "
                                f"traced pixel {c_pixel[0]} {c_pixel[1]}")
+    return argv, tool, cfg, pixel
+
+
+def _check_window(window: tuple, shape: tuple, pixel: tuple) -> None:
+    """--window must lie in the detector and hold the traced pixel."""
+    s0, s1, f0, f1 = window
+    if not (0 <= s0 <= s1 < shape[0] and 0 <= f0 <= f1 < shape[1]):
+        raise ParityInputError(f"--window {s0} {s1} {f0} {f1}: expected 0 <= S0 <= S1 < "
+                               f"{shape[0]} and 0 <= F0 <= F1 < {shape[1]}")
+    if not (s0 <= pixel[0] <= s1 and f0 <= pixel[1] <= f1):
+        raise ParityInputError(f"--window {s0} {s1} {f0} {f1}: the traced pixel "
+                               f"{pixel[0]} {pixel[1]} is outside it")
+
+
+def _plain_command(argv: list, tool) -> str:
+    """Our simulation as a plain ``nanobragg`` command line."""
+    return shlex.join(["nanobragg", *argv] + (["--c-parity"] if tool.c_parity else [])
+                      + (["--dtype", tool.dtype] if tool.dtype != "float64" else [])
+                      + (["--device", tool.device] if tool.device != "cpu" else []))
+
+
+def _commands_text(plain: str, checks: list, pixel: tuple, window: tuple | None,
+                   invocation: str | None, c_command: str | None) -> str:
+    """commands.txt: the working folder, this bundle's command, the plain one, the C one."""
+    c_lines = [c_command] if c_command else [c for c in (_c_command(ch, pixel)
+                                                         for ch in checks) if c]
+    commands = ["# working folder", os.getcwd(), "", "# this bundle",
+                invocation or "(run through the Python API: nanobragg_cli.parity.run_parity)",
+                "", "# our simulation as a plain command (it writes its outputs into the "
+                "working folder" + ("; it renders the whole image, the bundle only --window "
+                                    f"{' '.join(map(str, window))}" if window else "") + ")",
+                plain, "", "# nanoBragg.c"] + (c_lines or ["unknown (give --c-command)"])
+    return "\n".join(commands) + "\n"
+
+
+def run_parity(nb_argv: list, c_traces: list, out: Path, *, c_image: Path | None = None,
+               c_image_origin: tuple | None = None, c_parity: bool = False,
+               dtype: str | None = None, device: str | None = None,
+               rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
+               image_rtol: float = IMAGE_RTOL, image_atol_fraction: float = IMAGE_ATOL_FRACTION,
+               window: tuple | None = None, c_command: str | None = None,
+               invocation: str | None = None, progress=None) -> ParityResult:
+    """Render ``nb_argv`` (nanoBragg flags plus this tool's --options) in-process, compare with
+    the C traces (the first decides the exit status) and the C image, and write the bundle
+    ``out/<UTC timestamp>/``. Raises :class:`ParityInputError` / NanoBraggError on bad input
+    (then nothing is written)."""
+    from .simulate import output_files, run_simulation, stdout_report, trace_json_record
+
+    if not c_traces:
+        raise ParityInputError("--c-trace: give at least one nanoBragg.c trace")
+    parsed, c_pixel = _trace_checks(c_traces)
+    argv, tool, cfg, pixel = _prepare(nb_argv, parsed, c_pixel, c_parity, dtype, device)
     shape = (cfg.detector.spixels, cfg.detector.fpixels)
     if window is not None:
-        s0, s1, f0, f1 = window
-        if not (0 <= s0 <= s1 < shape[0] and 0 <= f0 <= f1 < shape[1]):
-            raise ParityInputError(f"--window {s0} {s1} {f0} {f1}: expected 0 <= S0 <= S1 < "
-                                   f"{shape[0]} and 0 <= F0 <= F1 < {shape[1]}")
-        if not (s0 <= pixel[0] <= s1 and f0 <= pixel[1] <= f1):
-            raise ParityInputError(f"--window {s0} {s1} {f0} {f1}: the traced pixel "
-                                   f"{pixel[0]} {pixel[1]} is outside it")
+        _check_window(window, shape, pixel)
     ref = region = None
     if c_image is not None:
         ref = load_c_image(Path(c_image), shape, c_image_origin)
@@ -284,7 +308,7 @@ def run_parity(nb_argv: list, c_traces: list, out: Path, *, c_image: Path | None
         if not res.trace_lines:
             raise ParityInputError(f"-trace_pixel {pixel[0]} {pixel[1]}: the pixel is not "
                                    "rendered (outside -roi, or masked), so there is no trace")
-        py_text = "\n".join(stdout_lines(res)) + "\n"
+        py_text = "\n".join(stdout_report(res)) + "\n"
         py_records, _ = load_trace(py_text, prefer="PY")
         checks = []
         for k, (path, records, name, text, meta, label) in enumerate(parsed):
@@ -302,11 +326,8 @@ def run_parity(nb_argv: list, c_traces: list, out: Path, *, c_image: Path | None
         files = {}
         for path, data in output_files(res):
             files[Path(path).name] = data
-        record = res.trace_record or {"lines": [], "per_phi": [], "final": {}}
-        record = dict(record, pixel={"slow": pixel[0], "fast": pixel[1]},
-                      mode="c-parity" if tool.c_parity else "default")
         files["trace_py.log"] = py_text.encode()
-        files["trace_py_per_phi.json"] = json_text(record).encode()
+        files["trace_py_per_phi.json"] = json_text(trace_json_record(res, tool)).encode()
         for (path, _, _, text, _, _), check in zip(parsed, checks):
             files[check.copy_name] = text.encode()
             files[check.stem + ".txt"] = compare_text(check.result).encode()
@@ -316,18 +337,9 @@ def run_parity(nb_argv: list, c_traces: list, out: Path, *, c_image: Path | None
             files["image_metrics.json"] = json_text(metrics).encode()
         files["env.json"] = json_text(environment(tool)).encode()
         files["git_sha.txt"] = git_sha().encode()
-        plain = shlex.join(["nanobragg", *argv] + (["--c-parity"] if tool.c_parity else [])
-                           + (["--dtype", tool.dtype] if tool.dtype != "float64" else [])
-                           + (["--device", tool.device] if tool.device != "cpu" else []))
-        c_lines = [c_command] if c_command else [c for c in (_c_command(ch, pixel)
-                                                             for ch in checks) if c]
-        commands = ["# working folder", os.getcwd(), "", "# this bundle",
-                    invocation or "(run through the Python API: nanobragg_cli.parity.run_parity)",
-                    "", "# our simulation as a plain command (it writes its outputs into the "
-                    "working folder" + ("; it renders the whole image, the bundle only --window "
-                                        f"{' '.join(map(str, window))}" if window else "") + ")",
-                    plain, "", "# nanoBragg.c"] + (c_lines or ["unknown (give --c-command)"])
-        files["commands.txt"] = ("\n".join(commands) + "\n").encode()
+        plain = _plain_command(argv, tool)
+        files["commands.txt"] = _commands_text(plain, checks, pixel, window, invocation,
+                                               c_command).encode()
         exit_code = 0 if checks[0].result.first_divergence is None else 1
         if metrics is not None and not metrics["ok"]:
             exit_code = 1
@@ -361,9 +373,20 @@ class _ParityCommand(click.Command):
 @click.command("parity", cls=_ParityCommand, context_settings=_CONTEXT,
                epilog="Put the nanoBragg flags after '--'. Exit status: 0 agreement, 1 divergence "
                       "or image out of tolerance, 2 unusable input.")
-@click.option("--c-trace", "c_traces", multiple=True, required=True, type=click.Path(),
+@click.option("--c-trace", "c_traces", multiple=True, type=click.Path(),
               help="nanoBragg.c trace (TRACE_C lines); repeat to compare with several, the first "
                    "decides the exit status.")
+@click.option("--c-bin", default=None, metavar="PATH",
+              help="Run this nanoBragg binary on the flags instead of reading --c-trace/--c-image "
+                   "(clean folder, one thread; see nanobragg_cli.cbin_check).")
+@click.option("--pixel", "pixels", type=int, nargs=2, multiple=True, metavar="S F",
+              help="With --c-bin: also trace this (slow, fast) pixel (besides the worst and the "
+                   "brightest); repeatable.")
+@click.option("--bytes", "byte_kinds", type=click.Choice(["int", "noise", "pgm"]), multiple=True,
+              help="With --c-bin: also compare these output files byte for byte; repeatable.")
+@click.option("--shrink", "do_shrink", is_flag=True, default=False,
+              help="With --c-bin: on a divergence, remove flags and simplify values while the "
+                   "same first divergence persists; print the smallest command line.")
 @click.option("--c-image", type=click.Path(), default=None,
               help="nanoBragg.c float image: raw float32 .bin, .npy, or .npz (key 'image').")
 @click.option("--c-image-origin", type=int, nargs=2, default=None, metavar="S F",
@@ -390,13 +413,32 @@ class _ParityCommand(click.Command):
                    "meta.json when the trace lies in a golden case).")
 @click.argument("nb_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def parity_command(ctx, c_traces, c_image, c_image_origin, topic, out, c_parity, dtype, device,
-                   rtol, atol, image_rtol, image_atol_fraction, window, c_command, nb_args):
+def parity_command(ctx, c_traces, c_bin, pixels, byte_kinds, do_shrink, c_image, c_image_origin,
+                   topic, out, c_parity, dtype, device, rtol, atol, image_rtol,
+                   image_atol_fraction, window, c_command, nb_args):
     """Render a traced pixel, compare it with nanoBragg.c, and write a parity bundle."""
     from .progress import RenderProgress
 
     if topic and out:
         _fail(ctx, "give --topic or --out, not both")
+    if c_bin is not None:
+        if c_traces or c_image or window:
+            _fail(ctx, "--c-bin runs the binary itself: leave out --c-trace, --c-image, --window")
+        from .cbin_cli import parity_c_bin
+        out = Path(out) if out else Path("reports") / (topic or "parity")
+        try:
+            code = parity_c_bin(c_bin, list(nb_args), out, c_parity=c_parity, dtype=dtype or "float64",
+                                device=device or "cpu", pixels=[tuple(p) for p in pixels],
+                                byte_kinds=tuple(byte_kinds), do_shrink=do_shrink, rtol=rtol,
+                                atol=atol, image_rtol=image_rtol,
+                                image_atol_fraction=image_atol_fraction)
+        except NanoBraggError as err:
+            _fail(ctx, str(err))
+        ctx.exit(code)
+    if not c_traces:
+        _fail(ctx, "--c-trace: give at least one nanoBragg.c trace (or --c-bin PATH to run one)")
+    if pixels or byte_kinds or do_shrink:
+        _fail(ctx, "--pixel, --bytes and --shrink need --c-bin")
     if not (rtol >= 0 and atol >= 0 and image_rtol >= 0 and image_atol_fraction >= 0):
         _fail(ctx, "tolerances must be non-negative numbers")
     if out is None:

@@ -66,11 +66,18 @@ def sinc3(x: Tensor) -> Tensor:
     return torch.where(x == 0.0, torch.ones_like(x), val)
 
 
+def _unitize(v: Tensor) -> Tensor:
+    """v / |v| over the last axis; a zero vector stays zero (nanoBragg.c's unitize), so an
+    incident beam along the polarization axis gives ψ = 0 as in C instead of 0/0."""
+    n = torch.linalg.vector_norm(v, dim=-1, keepdim=True)
+    return v / torch.where(n == 0.0, torch.ones_like(n), n)
+
+
 def polarization_factor(kahn: float | Tensor, incident: Tensor, diffracted: Tensor,
                         polar_axis: Tensor) -> Tensor:
     """Kahn polarization factor 0.5·(1 + cos²2θ − K·cos2ψ·sin²2θ).
 
-    incident, diffracted: (..., 3) unit vectors; polar_axis: (3,) unit E-vector direction;
+    incident, diffracted: (..., 3) unit vectors; polar_axis: (3,) or (..., 3) unit E-vector;
     ψ is the azimuth of the diffracted ray about the beam, measured from the E-vector.
     kahn: a float, or a tensor (then the full formula is always evaluated, so the derivative in
     K exists at K = 0 too).
@@ -80,10 +87,8 @@ def polarization_factor(kahn: float | Tensor, incident: Tensor, diffracted: Tens
     sin2t_sq = 1.0 - cos2t_sq
     if not isinstance(kahn, Tensor) and kahn == 0.0:
         return 0.5 * (1.0 + cos2t_sq)
-    B_in = torch.linalg.cross(polar_axis.expand_as(incident), incident)
-    B_in = B_in / torch.linalg.vector_norm(B_in, dim=-1, keepdim=True)
-    E_in = torch.linalg.cross(incident, B_in)
-    E_in = E_in / torch.linalg.vector_norm(E_in, dim=-1, keepdim=True)
+    B_in = _unitize(torch.linalg.cross(polar_axis.expand_as(incident), incident))
+    E_in = _unitize(torch.linalg.cross(incident, B_in))
     along_B = (diffracted * B_in).sum(-1)
     along_E = (diffracted * E_in).sum(-1)
     # along the beam ψ is undefined and sin²2θ = 0; atan2(0, 1) = atan2(0, 0) keeps the

@@ -35,24 +35,6 @@ def input_files(cfg: Config) -> list:
     return [(flag, path) for flag, path in files if path]
 
 
-def planned_outputs(cfg: Config, tool=None) -> list:
-    """[(flag, path)] of every file the run will write (images, the -hkl cache, tool outputs)."""
-    out = cfg.output
-    files = [("-floatfile", out.floatfile), ("-intfile", out.intfile)]
-    if out.write_pgm:
-        files.append(("-pgmfile", out.pgmfile))
-    if out.calculate_noise:
-        files.append(("-noisefile", out.noisefile))
-    if cfg.crystal.hklfile is not None:
-        files.append(("-dump", cfg.crystal.dumpfile))
-    if tool is not None:
-        for flag in ("--trace-json", "--hdf5", "--png", "--manifest"):
-            path = getattr(tool, flag[2:].replace("-", "_"), None)
-            if path:
-                files.append((flag, path))
-    return files
-
-
 def check_inputs(inputs: list) -> None:
     """Every input must be a readable file: one line naming the flag and file otherwise."""
     for flag, path in inputs:

@@ -2,7 +2,7 @@
 
 Pixels are visited in raster order (slow-major) inside the ROI and the mask, as nanoBragg.c's
 single thread does, which the c-parity quirks with state (φ=0 carryover, interpolation
-kill-switch) rely on.
+kill-switch; :mod:`nanobragg_cli.c_order`) rely on.
 """
 
 from collections import deque
@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from .allocator import keep_freed_memory
+from .c_order import first_executed_subiteration
 from .kernel import pixel_geometry, render_chunk, scattering_vectors
 from .scene import Scene
 
@@ -27,11 +28,10 @@ BYTES_PER_EVAL_INTERP = 2400          # tricubic interpolation gathers 64 neighb
 class RenderResult:
     """image: (slow, fast) intensities (photons) on the scene's device and dtype, 0 outside the
     ROI/mask; omega_sum: Σ of solid angles over rendered sub-pixels (sr); trace: captured
-    intermediates of each traced pixel, keyed by (slow, fast); n_pixels: pixels rendered."""
+    intermediates of each traced pixel, keyed by (slow, fast)."""
     image: Tensor
     omega_sum: float
     traces: dict
-    n_pixels: int
 
 
 def rendered_pixels(scene: Scene) -> Tensor:
@@ -50,29 +50,6 @@ def chunk_pixels(scene: Scene, max_memory: int) -> int:
     per_eval = BYTES_PER_EVAL_INTERP if scene.interpolate else BYTES_PER_EVAL
     per_pixel = max(1, scene.evals_per_pixel()) * per_eval
     return max(1, int(max_memory // per_pixel))
-
-
-def first_executed_subiteration(scene: Scene, pix: Tensor, chunk: int) -> tuple | None:
-    """(index in pix, layer, sub-pixel, source) of the first sub-iteration nanoBragg.c's single
-    thread executes (the first whose source passes -dmin), or None if none does."""
-    if pix.numel() == 0:
-        return None
-    if scene.dmin <= 0.0:
-        return (0, 0, 0, 0)
-    with torch.no_grad():
-        for start in range(0, pix.numel(), chunk):
-            sel = pix[start:start + chunk]
-            geo = pixel_geometry(scene, sel)
-            _, valid = scattering_vectors(scene, geo.diffracted)   # (T, SS, S, P)
-            flat = valid.permute(3, 0, 1, 2).reshape(-1).nonzero()  # C's order
-            if flat.numel():
-                k = int(flat[0, 0])
-                T, SS, S = valid.shape[:3]
-                p, rest = divmod(k, T * SS * S)
-                t, rest = divmod(rest, SS * S)
-                ss, s = divmod(rest, S)
-                return (start + p, t, ss, s)
-    return None
 
 
 def trace_pixel(scene: Scene, one: Tensor, main, row: int, killed: Tensor,
@@ -112,20 +89,14 @@ def trace_pixel(scene: Scene, one: Tensor, main, row: int, killed: Tensor,
         first_ts=None if first is None else tuple(first[1:]))
 
 
-def _requires_grad(scene: Scene) -> bool:
-    tensors = (scene.det.pix0, scene.det.fdet, scene.orient, scene.source_lambda, scene.fluence,
-               scene.kahn, scene.N, scene.subpixel_size, scene.thickstep, scene.mu, scene.I_bg,
-               scene.sf.grid)
-    return torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad
-                                           for t in tensors)
-
-
 def _chunk_workers(scene: Scene, n_chunks: int) -> int:
     """Chunks rendered concurrently: torch's thread count on the CPU, unless a chunk needs the
     previous one's state (--c-parity interpolation kill-switch) or autograd records the graph."""
-    if scene.device.type != "cpu" or n_chunks < 2 or _requires_grad(scene):
+    if scene.device.type != "cpu" or n_chunks < 2 or scene.mode.recording:
         return 1
     if scene.c_parity and scene.interpolate:
+        # C-parity quirk (thread count): the kill-switch runs through the chunks in raster order,
+        # as on nanoBragg.c's single thread, so they are rendered one after the other
         return 1
     return min(torch.get_num_threads(), n_chunks)
 
@@ -148,7 +119,9 @@ def render(scene: Scene, *, max_memory: int = DEFAULT_MAX_MEMORY,
     chunk = chunk_pixels(scene, max_memory // max(1, torch.get_num_threads()))
     first = None
     if scene.orient_first is not None:
-        first = first_executed_subiteration(scene, pix, chunk)
+        first = first_executed_subiteration(
+            scene, pix, chunk,
+            lambda sel: scattering_vectors(scene, pixel_geometry(scene, sel).diffracted)[1])
     if window is not None:
         s0, s1, f0, f1 = window
         sp, fp = pix // scene.fpixels, pix % scene.fpixels
@@ -179,7 +152,7 @@ def render(scene: Scene, *, max_memory: int = DEFAULT_MAX_MEMORY,
                  for k, px in trace_at.items() if start <= k < stop}
         return out, found, stop
 
-    grad = _requires_grad(scene)
+    grad = scene.mode.recording
     flat_image = torch.zeros(scene.spixels * scene.fpixels, dtype=scene.dtype, device=scene.device)
 
     def collect(result):
@@ -218,4 +191,4 @@ def render(scene: Scene, *, max_memory: int = DEFAULT_MAX_MEMORY,
     if values:
         flat_image = flat_image.index_put((pix,), torch.cat(values))
     return RenderResult(image=flat_image.reshape(scene.spixels, scene.fpixels).to(scene.work_dtype),
-                        omega_sum=float(omega_sum), traces=traces, n_pixels=n)
+                        omega_sum=float(omega_sum), traces=traces)

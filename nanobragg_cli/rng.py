@@ -21,11 +21,12 @@ from array import array
 
 import numpy as np
 
+from .constants import RTD  # noqa: F401  (180.0*M_1_PI, as in nanoBragg.c)
+
 IA, IM, IQ, IR, NTAB = 16807, 2147483647, 127773, 2836, 32
 NDIV = 1 + (IM - 1) // NTAB            # = 2**26
 AM = 1.0 / IM
 RNMX = 1.0 - 1.2e-7                    # ran1's cap, compared in double, returned as float
-RTD = 180.0 * 0.31830988618379067154   # C: 180.0*M_1_PI
 _SPLIT = 536870913.0                   # 2**29 + 1: a Veltkamp split keeps 24 significant bits
 _FLT_MIN, _FLT_MAX = 1.1754943508222875e-38, 3.4028234663852886e38
 _BLOCK = 1 << 16                       # largest block of draws generated at once

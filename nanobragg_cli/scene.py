@@ -8,7 +8,7 @@ source file, Fdump.bin) are read here, and the decisions nanoBragg.c makes once 
 known (N from the crystal size, automatic oversampling) are made here too.
 """
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, fields, replace
 import math
 import os
 
@@ -18,19 +18,16 @@ from torch import Tensor
 
 from . import rng
 from .config import Config
+from .constants import AVOGADRO, R_E_SQR, RTD, WATER_F, WATER_MW
 from .errors import FlagError, NanoBraggError
-from .geometry.beam import SourceGrid, source_file_grid, source_grid
-from .geometry.crystal import (Lattice, carryover_sources, lattice, orientations, phi_angles,
-                               reciprocal_from_cell)
+from .geometry.beam import SourceGrid, e_vector, source_file_grid, source_grid
+from .c_order import carryover_orientations
+from .geometry.crystal import (Lattice, lattice, orientations, phi_angles, reciprocal_from_cell)
 from .geometry.detector import DetectorGeometry, detector_geometry
 from .geometry.rotation import norm
+from .mode import Mode
 from .structure_factors import StructureFactors
 
-R_E_SQR = 7.94079248018965e-30   # Thomson cross section, m²
-AVOGADRO = 6.02214179e23
-WATER_F = 2.57
-WATER_MW = 18.0
-RTD = 180.0 / math.pi
 
 
 @dataclass
@@ -39,7 +36,8 @@ class SceneParams:
 
     Any field may be a tensor with ``requires_grad``; the image is differentiable in it.
     ``cell`` = (a, b, c in Å, alpha, beta, gamma in rad) or None when the crystal comes from an
-    A matrix (``amat``: (3, 3) reciprocal vectors a*, b*, c* as rows, in Å⁻¹, before misset).
+    A matrix (``amat``: (3, 3) reciprocal vectors a*, b*, c* as rows, in Å⁻¹, before misset);
+    with both, the matrix gives the directions and the cell the lengths and volume (as C).
     ``beam_center`` = (fast, slow) in m: the beam spot (Fbeam, Sbeam) for the BEAM pivot, the
     near point (Fclose, Sclose) for the SAMPLE pivot. ``N`` = (Na, Nb, Nc) cell counts.
     ``fhkl`` overrides the structure-factor grid values (same shape as the file's grid).
@@ -61,16 +59,22 @@ class SceneParams:
     mosaic_spread: object = 0.0
     fhkl: object = None
 
+    def requires_grad(self) -> bool:
+        """Any parameter is a tensor that requires grad (tuples of tensors included)."""
+        def needs(v):
+            if isinstance(v, (tuple, list)):
+                return any(needs(x) for x in v)
+            return isinstance(v, Tensor) and v.requires_grad
+        return any(needs(getattr(self, f.name)) for f in fields(self))
+
 
 @dataclass
 class Scene:
     """Everything the kernel needs, on one device/dtype. Shapes: Φ φ steps, M mosaic domains,
-    S sources, T sensor layers, os sub-pixels per pixel edge."""
+    S sources, T sensor layers, os sub-pixels per pixel edge. ``mode``: c_parity, device,
+    dtype (geometry, Miller indices, scaling), work_dtype (the user's --dtype), differentiable."""
     cfg: Config
-    c_parity: bool
-    dtype: torch.dtype             # geometry, Miller indices and scaling (float64)
-    work_dtype: torch.dtype        # lattice transforms and structure factors (the user's --dtype)
-    device: torch.device
+    mode: Mode
     det: DetectorGeometry
     fpixels: int
     spixels: int
@@ -82,14 +86,12 @@ class Scene:
     mu: Tensor
     source_dirs: Tensor            # (S, 3) toward the sources
     source_lambda: Tensor          # (S,) m
-    sources: SourceGrid
     lattice: Lattice
     N: Tensor                      # (3,) Na, Nb, Nc
     N_values: tuple                # the same as Python floats (for shape decisions, not values)
     phis: Tensor                   # (Φ,) rad
     orient: Tensor                 # (Φ, M, 3, 3) real vectors per step/domain, m
     orient_first: Tensor | None    # same for the first sub-iteration (c-parity carryover)
-    umats: Tensor | None           # (M, 3, 3)
     sf: StructureFactors
     interpolate: bool
     shape: str
@@ -106,9 +108,23 @@ class Scene:
     roi: tuple
     mask: np.ndarray | None
     params: SceneParams
-    recommended_oversample: int
     hkl_count: int
-    info: dict = field(default_factory=dict)
+
+    @property
+    def c_parity(self) -> bool:
+        return self.mode.c_parity
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.mode.dtype
+
+    @property
+    def work_dtype(self) -> torch.dtype:
+        return self.mode.work_dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.mode.device
 
     @property
     def n_phi(self) -> int:
@@ -146,7 +162,7 @@ def params_from_config(cfg: Config, random_misset: tuple | None = None,
     elif c.misset == "random":
         misset = random_misset
     cell = None
-    if c.user_cell and amat is None:
+    if c.user_cell:  # with -mat too: the matrix's orientation rescaled to these lengths
         a, bb, cc, al, be, ga = c.cell
         bb = a if bb <= 0.0 else bb
         cc = a if cc <= 0.0 else cc
@@ -163,20 +179,25 @@ def params_from_config(cfg: Config, random_misset: tuple | None = None,
         N=(c.Na, c.Nb, c.Nc), mosaic_spread=c.mosaic_spread)
 
 
-def load_structure_factors(cfg: Config, messages: list) -> StructureFactors:
-    """-hkl (and write the Fdump cache), else an existing Fdump file, else default_F only."""
+def load_structure_factors(cfg: Config, messages: list, c_parity: bool = False) -> StructureFactors:
+    """-hkl (and write the Fdump cache), else an existing Fdump file, else default_F only.
+    ``c_parity``: read -hkl as nanoBragg.c's fscanf passes do (C-parity quirk, io/hkl_c.py)."""
     from .io.hkl import fdump_bytes, hkl_grid, read_fdump, read_hkl
+    from .io.hkl_c import read_hkl_like_c
     from .io.atomic import write_or_defer
 
     c = cfg.crystal
     grid = None
     count = 0
-    if c.hklfile is not None:
+    if c.hklfile is not None and c_parity:
+        grid, count = read_hkl_like_c(c.hklfile, c.default_F)
+    elif c.hklfile is not None:
         hkl, F = read_hkl(c.hklfile)
         from .preflight import check_hkl_grid
         check_hkl_grid(hkl, c.hklfile)  # before the dense grid is allocated
         grid = hkl_grid(hkl, F, c.default_F, source=c.hklfile)
         count = len(F)
+    if c.hklfile is not None:
         try:
             write_or_defer(c.dumpfile, fdump_bytes(grid))  # joins the run's commit (CLI)
             messages.append(f"writing dump file for next time: {c.dumpfile}")
@@ -208,26 +229,107 @@ def build_lattice(p: SceneParams, dtype, device) -> Lattice:
     if p.cell is not None:
         a, b, c, al, be, ga = (_t(x, dtype, device) for x in p.cell)
         a_s, b_s, c_s, V = reciprocal_from_cell(a, b, c, al, be, ga)
+        if p.amat is not None:
+            # -mat with -cell: nanoBragg.c takes the directions from the matrix and forces the
+            # real vectors to the -cell lengths and volume (in either flag order)
+            amat = _t(p.amat, dtype, device)
+            a_s, b_s, c_s = amat[0], amat[1], amat[2]
         return lattice(a_s, b_s, c_s, misset, cell_lengths=(a, b, c), V_cell_cell=V)
     amat = _t(p.amat, dtype, device)
     return lattice(amat[0], amat[1], amat[2], misset)
 
 
-def build_scene(cfg: Config, *, c_parity: bool = False, dtype=torch.float64, device="cpu",
-                params: SceneParams | None = None, structure_factors: StructureFactors | None = None,
-                messages: list | None = None, random: "rng.NanoRandom | None" = None) -> Scene:
-    """Build the kernel's tensors. ``messages`` collects nanoBragg-style setup lines; ``random``
-    is the process-wide nanoBragg random state (misset, mosaic and noise share its shuffle table)."""
+def build_scene(cfg: Config, *, mode: Mode | None = None, c_parity: bool = False,
+                dtype=torch.float64, device="cpu", params: SceneParams | None = None,
+                structure_factors: StructureFactors | None = None, messages: list | None = None,
+                random: "rng.NanoRandom | None" = None) -> Scene:
+    """Build the kernel's tensors. ``mode``: the run's :class:`~nanobragg_cli.mode.Mode` (else
+    chosen from ``c_parity``, ``dtype``, ``device``); its ``differentiable`` is set here from
+    ``params``. ``messages`` collects nanoBragg-style setup lines; ``random`` is the
+    process-wide nanoBragg random state (misset, mosaic and noise share its shuffle table).
+
+    Sections, in nanoBragg.c's order (which the messages follow): parameters, detector, crystal
+    (lattice, N, oversampling), structure factors, sources, φ and mosaic, scaling."""
     random = random if random is not None else rng.NanoRandom()
-    device = torch.device(device)
+    if mode is None:
+        mode = Mode.choose(c_parity=c_parity, dtype=dtype, device=device)
     # float32 is mixed precision: geometry and Miller indices stay float64 (h = a·S loses digits
     # to cancellation near the beam), the lattice transform runs in float32 on reduced arguments.
-    work_dtype = dtype
-    dtype = torch.float64 if dtype == torch.float32 else dtype
+    c_parity, device, dtype = mode.c_parity, mode.device, mode.dtype
     messages = messages if messages is not None else []
     d, c, b, s = cfg.detector, cfg.crystal, cfg.beam, cfg.sampling
     kw = dict(dtype=dtype, device=device)
+    vec = lambda v: torch.tensor(v, **kw)  # noqa: E731
 
+    params = _scene_params(cfg, params, messages, random)
+    det = _detector(cfg, params, dtype, device)
+    lat = build_lattice(params, dtype, device)
+    N, xtal = _crystal_size(cfg, params, lat, kw, messages)
+    oversample = _oversample(cfg, xtal, det, messages)
+
+    # structure factors -------------------------------------------------------------------
+    sf = structure_factors if structure_factors is not None else load_structure_factors(cfg, messages, c_parity)
+    if params.fhkl is not None:
+        sf = replace(sf, grid=params.fhkl)
+    if sf.grid is not None:
+        sf = replace(sf, grid=sf.grid.to(**kw))
+    interpolate = bool(c.interpolate) and sf.count > 0
+
+    polar_vector = _polar_vector(cfg, c_parity, messages)
+    sources = _sources(cfg, polar_vector, dtype, device)
+    lam0 = _t(params.wavelength, dtype, device)
+
+    # φ and mosaic ------------------------------------------------------------------------
+    phis = phi_angles(_t(params.phi0, dtype, device), _t(params.phistep, dtype, device),
+                      s.phisteps, lat.a)
+    umats = None
+    if c.mosaic_spread > 0.0:
+        umats = _mosaic_umats(c, params, kw, random)
+    else:
+        # nanoBragg.c draws its (identity) domain even without a spread; the draw advances the
+        # random state the noise image continues from when its seed is positive (-seed -7)
+        rng.mosaic_axes_angles(0.0, c.mosaic_domains, c.mosaic_seed, rng=random)
+    spindle = vec(d.spindle)
+    if c_parity:
+        orient, orient_first = carryover_orientations(lat.real, spindle, phis, umats)
+    else:
+        orient, orient_first = orientations(lat.real, spindle, phis, umats), None
+
+    # scaling -----------------------------------------------------------------------------
+    n_src = sources.directions.shape[0]
+    n_mos = 1 if umats is None else umats.shape[0]
+    steps = n_src * n_mos * s.phisteps * oversample * oversample
+    fluence = _t(params.fluence, dtype, device)
+    water = s.water_size
+    molecules = water ** 3 * 1e6 * AVOGADRO / WATER_MW
+    # C-parity quirk (water background): nanoBragg.c's I_bg includes r_e²·fluence (the kernel
+    # scales it by r_e²·fluence/steps again); the default mode uses the molecule count instead.
+    I_bg = WATER_F * WATER_F * R_E_SQR * fluence * water * water * water * 1e6 * AVOGADRO / WATER_MW
+
+    grid = sf.grid
+    mode = replace(mode, differentiable=params.requires_grad()
+                   or (isinstance(grid, Tensor) and grid.requires_grad))
+    return Scene(
+        cfg=cfg, mode=mode, det=det, fpixels=d.fpixels,
+        spixels=d.spixels, oversample=oversample, subpixel_size=det.pixel_size / oversample,
+        thicksteps=s.detector_thicksteps, thickstep=_t(_layer_thickness(s, c_parity), dtype, device),
+        detector_thick=s.detector_thick, mu=_t(s.detector_mu, dtype, device),
+        source_dirs=sources.directions, source_lambda=sources.wavelengths(lam0),
+        lattice=lat, N=N, N_values=tuple(float(x) for x in N.detach().cpu()), phis=phis,
+        orient=orient, orient_first=orient_first, sf=sf, interpolate=interpolate, shape=c.shape,
+        fudge=c.fudge, kahn=_t(params.polarization, dtype, device),
+        unpolarized=not isinstance(params.polarization, Tensor) and params.polarization == 0.0,
+        nopolar=b.nopolar,
+        polar_vector=vec(polar_vector), fluence=fluence, steps=steps, I_bg=I_bg,
+        water_molecules=molecules, dmin=s.dmin, roi=d.roi, mask=d.mask, params=params,
+        hkl_count=sf.count)
+
+
+def _scene_params(cfg: Config, params: SceneParams | None, messages: list,
+                  random: "rng.NanoRandom") -> SceneParams:
+    """``params``, or those of the flags: the -mat matrix read (unless the API passes the one it
+    read once) and the -misset random angles drawn, in nanoBragg.c's order."""
+    c, b = cfg.crystal, cfg.beam
     amat = None
     if c.matfile is None:
         if not c.user_cell or c.cell[0] <= 0.0:
@@ -245,21 +347,29 @@ def build_scene(cfg: Config, *, c_parity: bool = False, dtype=torch.float64, dev
                         tuple(x * RTD for x in random_misset))
     if params is None:
         params = params_from_config(cfg, random_misset, amat)
+    return params
 
-    # detector ----------------------------------------------------------------------------
-    vec = lambda v: torch.tensor(v, **kw)  # noqa: E731
+
+def _detector(cfg: Config, params: SceneParams, dtype, device) -> DetectorGeometry:
+    """The detector's geometry from its flags and the continuous parameters."""
+    d = cfg.detector
+    vec = lambda v: torch.tensor(v, dtype=dtype, device=device)  # noqa: E731
     px = _t(d.pixel_size, dtype, device)
     fc, sc = (_t(x, dtype, device) for x in params.beam_center)
     rx, ry, rz = (_t(x, dtype, device) for x in params.rotations)
-    det = detector_geometry(
+    return detector_geometry(
         vec(d.fdet), vec(d.sdet), vec(d.odet), vec(d.beam), vec(d.twotheta_axis), rx, ry, rz,
         _t(params.twotheta, dtype, device), d.pivot, _t(params.distance, dtype, device),
         None if params.close_distance is None else _t(params.close_distance, dtype, device),
         fc, sc, fc, sc, px)
 
-    # crystal -----------------------------------------------------------------------------
-    lat = build_lattice(params, dtype, device)
-    N_in = [_t(x, dtype, device) for x in params.N]
+
+def _crystal_size(cfg: Config, params: SceneParams, lat: Lattice, kw: dict,
+                  messages: list) -> tuple:
+    """(N (3,) cell counts, crystal size (3,) in m as floats): -N, or -xtalsize over the cell
+    (a ceil, at least 1); a differentiable N is kept as given."""
+    c = cfg.crystal
+    N_in = [_t(x, kw["dtype"], kw["device"]) for x in params.N]
     if any(isinstance(x, Tensor) and x.requires_grad for x in params.N):
         N = torch.stack(N_in)
     else:
@@ -274,9 +384,15 @@ def build_scene(cfg: Config, *, c_parity: bool = False, dtype=torch.float64, dev
             messages.append("WARNING: N < 1 is treated as N = 1 (nanoBragg.c cannot model an "
                             "isolated cell)")
         N = torch.tensor(Ns, **kw)
-    N_values = tuple(float(x) for x in N.detach().cpu())
     xtal = [float(norm(v).detach()) * float(n) for v, n in zip((lat.a, lat.b, lat.c), N.detach())]
     messages.append("crystal is %g x %g x %g microns" % tuple(x * 1e6 for x in xtal))
+    return N, xtal
+
+
+def _oversample(cfg: Config, xtal: list, det: DetectorGeometry, messages: list) -> int:
+    """Sub-pixels per pixel edge: -oversample, or nanoBragg.c's automatic choice (3 x crystal size
+    over the reciprocal pixel size), with its warning when the given one is smaller."""
+    d, b, s = cfg.detector, cfg.beam, cfg.sampling
     reciprocal_pixel = b.lambda0 * float(det.distance.detach()) / d.pixel_size
     if not all(math.isfinite(x) for x in xtal + [reciprocal_pixel]):
         # the flags refuse such values; through the Python API an optimiser step can reach them
@@ -293,68 +409,40 @@ def build_scene(cfg: Config, *, c_parity: bool = False, dtype=torch.float64, dev
         messages.append(f"         but reciprocal pixel size is {reciprocal_pixel * 1e10:g} A")
         messages.append("         intensity may vary significantly across a pixel!")
         messages.append(f"         recommend -oversample {recommended} to work around this")
+    return oversample
 
-    # structure factors -------------------------------------------------------------------
-    sf = structure_factors if structure_factors is not None else load_structure_factors(cfg, messages)
-    if params.fhkl is not None:
-        sf = replace(sf, grid=params.fhkl)
-    if sf.grid is not None:
-        sf = replace(sf, grid=sf.grid.to(**kw))
-    interpolate = bool(c.interpolate) and sf.count > 0
 
-    # sources -----------------------------------------------------------------------------
-    lam0 = _t(params.wavelength, dtype, device)
+def _polar_vector(cfg: Config, c_parity: bool, messages: list) -> tuple:
+    """The polarization (E-) vector of the beam.
+
+    C-parity quirk (polarization along the beam): nanoBragg.c keeps a polarization vector along
+    the beam (zero polarization and divergence axes); the default mode takes the E-vector
+    perpendicular to the beam that geometry.beam.e_vector picks."""
+    d = cfg.detector
+    if c_parity:
+        return tuple(d.polar_vector)
+    polar_vector = tuple(e_vector(torch.tensor(d.beam, dtype=torch.float64),
+                                  torch.tensor(d.polar_vector, dtype=torch.float64)).tolist())
+    if polar_vector != tuple(d.polar_vector):
+        messages.append("  polarization vector %g %g %g lies along the beam: using the "
+                        "E-vector %g %g %g perpendicular to it" % (*d.polar_vector, *polar_vector))
+    return polar_vector
+
+
+def _sources(cfg: Config, polar_vector: tuple, dtype, device) -> SourceGrid:
+    """The sources: a -sourcefile table, else the divergence x dispersion grid around the
+    E-vector ``polar_vector``."""
+    d, b = cfg.detector, cfg.beam
     if b.sourcefile is not None:
         from .io.sources import read_sourcefile
         sources = source_file_grid(read_sourcefile(b.sourcefile), d.beam, b.lambda0, dtype, device)
     else:
-        sources = source_grid(d.beam, d.polar_vector, b.hdivrange, b.hdivstep, b.hdivsteps,
+        sources = source_grid(d.beam, polar_vector, b.hdivrange, b.hdivstep, b.hdivsteps,
                               b.vdivrange, b.vdivstep, b.vdivsteps, b.round_div, b.dispersion,
                               b.dispstep, b.dispsteps, dtype, device)
     if sources.directions.shape[0] == 0:
         raise FlagError("-divergence: the divergence grid keeps no source")
-
-    # φ and mosaic ------------------------------------------------------------------------
-    phis = phi_angles(_t(params.phi0, dtype, device), _t(params.phistep, dtype, device),
-                      s.phisteps, lat.a)
-    umats = None
-    if c.mosaic_spread > 0.0:
-        umats = _mosaic_umats(c, params, kw, random)
-    spindle = vec(d.spindle)
-    orient_first = None
-    step_map = None
-    if c_parity:
-        phi_values = [float(x) for x in phis.detach().cpu()]
-        first, rest = carryover_sources(phi_values)
-        if rest != list(range(len(phi_values))):
-            step_map = rest
-        if first != rest:
-            orient_first = orientations(lat.real, spindle, phis, umats, first)
-    orient = orientations(lat.real, spindle, phis, umats, step_map)
-
-    # scaling -----------------------------------------------------------------------------
-    n_src = sources.directions.shape[0]
-    n_mos = 1 if umats is None else umats.shape[0]
-    steps = n_src * n_mos * s.phisteps * oversample * oversample
-    fluence = _t(params.fluence, dtype, device)
-    water = s.water_size
-    molecules = water ** 3 * 1e6 * AVOGADRO / WATER_MW
-    I_bg = WATER_F * WATER_F * R_E_SQR * fluence * water * water * water * 1e6 * AVOGADRO / WATER_MW
-
-    return Scene(
-        cfg=cfg, c_parity=c_parity, dtype=dtype, work_dtype=work_dtype, device=device, det=det, fpixels=d.fpixels,
-        spixels=d.spixels, oversample=oversample, subpixel_size=px / oversample,
-        thicksteps=s.detector_thicksteps, thickstep=_t(_layer_thickness(s, c_parity), dtype, device),
-        detector_thick=s.detector_thick, mu=_t(s.detector_mu, dtype, device),
-        source_dirs=sources.directions, source_lambda=sources.wavelengths(lam0), sources=sources,
-        lattice=lat, N=N, N_values=N_values, phis=phis, orient=orient,
-        orient_first=orient_first, umats=umats, sf=sf, interpolate=interpolate, shape=c.shape,
-        fudge=c.fudge, kahn=_t(params.polarization, dtype, device),
-        unpolarized=not isinstance(params.polarization, Tensor) and params.polarization == 0.0,
-        nopolar=b.nopolar,
-        polar_vector=vec(d.polar_vector), fluence=fluence, steps=steps, I_bg=I_bg,
-        water_molecules=molecules, dmin=s.dmin, roi=d.roi, mask=d.mask, params=params,
-        recommended_oversample=recommended, hkl_count=sf.count)
+    return sources
 
 
 def _layer_thickness(s, c_parity: bool) -> float:

@@ -1,114 +1,42 @@
-"""The simulate command: nanoBragg.c flags in, images and a nanoBragg-style report out.
+"""The simulate command, in one place: nanoBragg.c flags in, image files and a nanoBragg-style
+report out. ``cli.simulate_main``, ``parity``, ``golden`` (and so ``suite``) and the Python API
+call these stages rather than re-assembling pieces:
 
-``prepare`` parses and resolves flags into a Config; ``run_simulation`` builds the scene, renders
-and computes every output in memory; ``write_outputs`` writes the files atomically (so an error
-or Ctrl-C never leaves a partial image); ``main`` wires them to the console.
+1. **prepare** (once per command): :func:`prepare_run` splits this tool's --options from
+   nanoBragg.c's flags (:mod:`nanobragg_cli.tool_options`), resolves the flags into a Config
+   (:func:`prepare`) and runs the preflight checks on the inputs, the planned outputs and the
+   memory; the result is a :class:`PreparedRun`.
+2. **render one frame**: :func:`run_simulation` builds the scene, renders, and computes every
+   output in memory (statistics, scales, noise image, traces): a :class:`SimulationResult`.
+   A series of frames is a loop over this stage, sharing stage 1.
+3. **plan outputs**: :func:`planned_outputs` lists every file a run writes, as (flag, path);
+   the same list serves the preflight checks, the writing and the manifest. The image files
+   come from :data:`IMAGE_OUTPUTS`, this tool's extra files from the tool-option table. A new
+   output is one row there and one case of :func:`run_files`.
+4. **write outputs**: :func:`write_outputs` writes every file of :func:`run_files` atomically
+   (all or nothing, so an error or Ctrl-C never leaves a partial image), then the manifest.
+5. **report**: :func:`stdout_report` is the stdout report (nanoBragg-style lines, with the
+   TRACE_PY lines of -trace_pixel); :func:`trace_json_record` the --trace-json record;
+   :func:`notes` the stderr notes (warnings, time-based seeds).
+
+:func:`simulate_command` chains them for the command line.
 """
 
 from dataclasses import dataclass
 import math
+import os
+import sys
 import time
 
 import numpy as np
 
 from .config import Config, resolve
+from .constants import RTD
 from .errors import FlagError, NanoBraggError
 from .flags import apply_flags
 from .image_headers import apply_image_headers
 from .options import RawOptions
-
-RTD = 180.0 / math.pi
-
-
-@dataclass
-class ToolOptions:
-    """Options of this tool (double dash), not of nanoBragg.c."""
-    c_parity: bool = False
-    device: str = "cpu"
-    dtype: str = "float64"
-    trace_json: str | None = None
-    max_memory: int | None = None
-    threads: int | None = None
-    progress: bool | None = None
-    manifest: str | None = None
-    hdf5: str | None = None
-    png: str | None = None
-    png_scale: str = "log"
-
-
-def _parse_size(flag, text):
-    units = {"k": 2 ** 10, "m": 2 ** 20, "g": 2 ** 30}
-    t = text.strip().lower().rstrip("b")
-    mult = 1
-    if t and t[-1] in units:
-        mult, t = units[t[-1]], t[:-1]
-    try:
-        value = float(t) * mult
-    except ValueError:
-        raise FlagError(f"{flag}: expected a size like 512M or 2G, got {text!r}") from None
-    if not value > 0 or not math.isfinite(value):
-        raise FlagError(f"{flag}: the size must be positive")
-    return int(value)
-
-
-TOOL_FLAGS = {
-    "--c-parity": 0, "--device": 1, "--dtype": 1, "--trace-json": 1, "--max-memory": 1,
-    "--threads": 1, "--progress": 0, "--no-progress": 0, "--manifest": 1, "--hdf5": 1, "--png": 1,
-    "--png-scale": 1,
-}
-
-
-def split_tool_options(argv: list) -> tuple:
-    """Separate this tool's --options from nanoBragg.c's -flags."""
-    tool = ToolOptions()
-    rest = []
-    i = 0
-    while i < len(argv):
-        tok = argv[i]
-        if tok.startswith("--"):
-            name, _, inline = tok.partition("=")
-            if name not in TOOL_FLAGS:
-                import difflib
-                near = difflib.get_close_matches(name, list(TOOL_FLAGS), n=1, cutoff=0.75)
-                hint = f" (did you mean {near[0]}?)" if near else ""
-                raise FlagError(f"{name}: unknown option{hint} (see 'nanobragg --help')")
-            nargs = TOOL_FLAGS[name]
-            if nargs and not inline:
-                if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
-                    raise FlagError(f"{name}: expected a value")
-                inline = argv[i + 1]
-                i += 1
-            i += 1
-            if name == "--c-parity":
-                tool.c_parity = True
-            elif name == "--device":
-                if inline not in ("cpu", "cuda") and not inline.startswith("cuda:"):
-                    raise FlagError(f"--device: expected cpu or cuda, got {inline!r}")
-                tool.device = inline
-            elif name == "--dtype":
-                if inline not in ("float64", "float32"):
-                    raise FlagError(f"--dtype: expected float64 or float32, got {inline!r}")
-                tool.dtype = inline
-            elif name == "--max-memory":
-                tool.max_memory = _parse_size(name, inline)
-            elif name == "--threads":
-                if not inline.isdigit() or int(inline) < 1:
-                    raise FlagError(f"--threads: expected a positive integer, got {inline!r}")
-                tool.threads = int(inline)
-            elif name == "--progress":
-                tool.progress = True
-            elif name == "--no-progress":
-                tool.progress = False
-            elif name == "--png-scale":
-                if inline not in ("log", "sqrt"):
-                    raise FlagError(f"--png-scale: expected log or sqrt, got {inline!r}")
-                tool.png_scale = inline
-            else:
-                setattr(tool, name[2:].replace("-", "_"), inline)
-            continue
-        rest.append(tok)
-        i += 1
-    return rest, tool
+from .tool_options import TOOL_FLAGS, ToolOptions, output_options, split_tool_options  # noqa: F401
 
 
 def prepare(argv: list) -> Config:
@@ -117,6 +45,44 @@ def prepare(argv: list) -> Config:
     apply_image_headers(argv, raw)
     apply_flags(argv, raw)
     return resolve(raw)
+
+
+@dataclass
+class PreparedRun:
+    """A command line, parsed and checked once: nanoBragg.c's flags (``nb_argv``), this tool's
+    options, the resolved Config, the input files [(flag, path)] and the full ``argv``."""
+    argv: list
+    nb_argv: list
+    tool: ToolOptions
+    cfg: Config
+    inputs: list
+
+
+def prepare_run(argv: list) -> PreparedRun:
+    """argv (nanoBragg.c flags plus this tool's --options) -> a checked :class:`PreparedRun`.
+    Raises NanoBraggError (one line naming the flag or file) before anything is rendered."""
+    from . import preflight
+    nb_argv, tool = split_tool_options(list(argv))
+    if tool.hdf5:
+        from .io.hdf5 import require_h5py
+        require_h5py()
+    preflight.check_header_inputs(nb_argv, tool.max_memory)
+    try:
+        cfg = prepare(nb_argv)
+    except FlagError as err:  # a value an -img/-mask header set: name the file and key
+        from .image_headers import blame_header
+        raise blame_header(err, nb_argv) from None
+    inputs = preflight.input_files(cfg)
+    preflight.check_inputs(inputs)
+    preflight.check_outputs(planned_outputs(cfg, tool), inputs)
+    preflight.check_memory(cfg, tool.max_memory)
+    from .validate import check_inputs
+    check_inputs(cfg, tool.c_parity, warn=_warn, argv=nb_argv)
+    return PreparedRun(list(argv), nb_argv, tool, cfg, inputs)
+
+
+def _warn(message: str) -> None:
+    print(f"nanobragg: warning: {message}", file=sys.stderr)
 
 
 @dataclass
@@ -154,6 +120,7 @@ def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
     from .preflight import check_kernel_memory
     from .render import (BYTES_PER_EVAL, BYTES_PER_EVAL_INTERP, DEFAULT_MAX_MEMORY, render,
                          rendered_pixels)
+    from .mode import Mode
     from .scene import build_scene
     from .trace import printout_lines, trace_records
 
@@ -163,11 +130,9 @@ def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
     if tool.device.startswith("cuda") and not torch.cuda.is_available():
         raise NanoBraggError("--device cuda: no CUDA device is available (torch "
                              f"{torch.__version__} sees none); use --device cpu")
-    dtype = torch.float64 if tool.dtype == "float64" else torch.float32
     messages = []
     random = rng.NanoRandom()
-    scene = build_scene(cfg, c_parity=tool.c_parity, dtype=dtype, device=tool.device,
-                        messages=messages, random=random)
+    scene = build_scene(cfg, mode=Mode.from_tool(tool), messages=messages, random=random)
     check_kernel_memory(scene, BYTES_PER_EVAL_INTERP if scene.interpolate else BYTES_PER_EVAL)
     out = cfg.output
     wanted = list(extra_trace_pixels)
@@ -204,17 +169,104 @@ def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
         rendered=rendered, omega_sum=result.omega_sum, seconds=time.perf_counter() - t0)
 
 
+# ---- 3. the outputs of a run --------------------------------------------------------------
+# nanoBragg.c's image files, in its order: (flag, Output field of the path, Output field that
+# switches it on or None)
+IMAGE_OUTPUTS = (
+    ("-floatfile", "floatfile", None),
+    ("-intfile", "intfile", None),
+    ("-pgmfile", "pgmfile", "write_pgm"),
+    ("-noisefile", "noisefile", "calculate_noise"),
+)
+
+
+def image_outputs(cfg: Config) -> list:
+    """[(flag, path)] of the image files this run writes, in nanoBragg.c's order."""
+    out = cfg.output
+    return [(flag, getattr(out, field)) for flag, field, switch in IMAGE_OUTPUTS
+            if switch is None or getattr(out, switch)]
+
+
+def planned_outputs(cfg: Config, tool: ToolOptions | None = None) -> list:
+    """[(flag, path)] of every file the run will write: the images, the -hkl cache (-dump), this
+    tool's files (--trace-json, --hdf5, --png) and last the --manifest."""
+    files = image_outputs(cfg)
+    if cfg.crystal.hklfile is not None:
+        files.append(("-dump", cfg.crystal.dumpfile))
+    if tool is not None:
+        extra = output_options(tool)
+        files += [f for f in extra if f[0] != "--manifest"] + [f for f in extra
+                                                                if f[0] == "--manifest"]
+    return files
+
+
 def output_files(res: SimulationResult) -> list:
     """[(path, bytes)] of every image file the run writes, in nanoBragg.c's order."""
     from .outputs import float_bytes, int_bytes, noise_bytes, pgm_image_bytes
-    out = res.cfg.output
-    files = [(out.floatfile, float_bytes(res.image)),
-             (out.intfile, int_bytes(res.scene, res.image, res.intfile_scale))]
-    if out.write_pgm:
-        files.append((out.pgmfile, pgm_image_bytes(res.scene, res.image, res.pgm_scale)))
-    if out.calculate_noise:
-        files.append((out.noisefile, noise_bytes(res.scene, res.noise)))
+    make = {"-floatfile": lambda: float_bytes(res.image),
+            "-intfile": lambda: int_bytes(res.scene, res.image, res.intfile_scale),
+            "-pgmfile": lambda: pgm_image_bytes(res.scene, res.image, res.pgm_scale),
+            "-noisefile": lambda: noise_bytes(res.scene, res.noise)}
+    return [(path, make[flag]()) for flag, path in image_outputs(res.cfg)]
+
+
+def run_files(res: SimulationResult, tool: ToolOptions, argv: list = ()) -> list:
+    """[(flag, path, bytes)] of every file written before the manifest: the images
+    (:func:`output_files`), then --trace-json, --hdf5 and --png as ``tool`` asks. ``argv``: the
+    command line, for the HDF5 file's title."""
+    files = [(flag, path, data) for (flag, _), (path, data)
+             in zip(image_outputs(res.cfg), output_files(res))]
+    for flag, path in output_options(tool):
+        if flag == "--trace-json":
+            files.append((flag, path, trace_json_bytes(res, tool)))
+        elif flag == "--hdf5":
+            from .io.hdf5 import hdf5_bytes
+            files.append((flag, path, hdf5_bytes(res, title=" ".join(["nanobragg", *argv]))))
+        elif flag == "--png":
+            from .io.png import image_png_bytes
+            files.append((flag, path, image_png_bytes(res.image, tool.png_scale, res.rendered)))
     return files
+
+
+# ---- 5. the report ---------------------------------------------------------------------------
+def trace_json_record(res: SimulationResult, tool: ToolOptions) -> dict:
+    """The --trace-json record of -trace_pixel: lines, per_phi, final, pixel and mode."""
+    record = res.trace_record or {"lines": [], "per_phi": [], "final": {}}
+    pixel = res.cfg.output.trace_pixel
+    return dict(record, pixel={"slow": pixel[0] if pixel else None,
+                               "fast": pixel[1] if pixel else None},
+                mode="c-parity" if tool.c_parity else "default")
+
+
+def trace_json_bytes(res: SimulationResult, tool: ToolOptions) -> bytes:
+    import json
+    return json.dumps(trace_json_record(res, tool), indent=1).encode()
+
+
+def stdout_report(res: SimulationResult) -> list:
+    """What the command prints: :func:`report_lines` with, for -trace_pixel, a TRACE_CONFIG
+    line and the TRACE_PY lines before the solid-angle line."""
+    from .trace import format_lines
+    lines = report_lines(res)
+    if res.cfg.output.trace_pixel is not None:
+        at = next((i for i, ln in enumerate(lines) if ln.startswith("solid angle")), len(lines))
+        s, f = res.cfg.output.trace_pixel
+        lines[at:at] = [f"TRACE_CONFIG: tracing pixel (spixel={s}, fpixel={f})",
+                        *format_lines(res.trace_lines)]
+    return lines
+
+
+def notes(cfg: Config) -> list:
+    """The stderr notes before a render: flag warnings, and the time-based seeds this run uses
+    (so that it can be repeated exactly)."""
+    lines = [f"warning: {w}" for w in cfg.warnings]
+    out, c = cfg.output, cfg.crystal
+    if out.calculate_noise and not out.seed_given:
+        lines.append(f"noise seed: {out.seed} (repeat with -seed {-out.seed})")
+    if c.misset == "random" and not c.misset_seed_given:
+        lines.append(f"random misset seed: {c.misset_seed} "
+                     f"(repeat with -misset_seed {-c.misset_seed})")
+    return lines
 
 
 def report_lines(res: SimulationResult) -> list:
@@ -258,3 +310,71 @@ def report_lines(res: SimulationResult) -> list:
         L.append("%.0f photons on noise image (%d overloads)" % (res.noise_photons, res.overloads))
         L.append("writing %s as 2-byte integers" % out.noisefile)
     return L
+
+
+# ---- 4. writing, and the whole command -------------------------------------------------------
+def write_outputs(run: PreparedRun, res: SimulationResult, written: list, *,
+                  input_records: list | None = None, started: float = 0.0,
+                  t0: float = 0.0, deferred: list = ()) -> list:
+    """Commit every file of :func:`run_files`, the ``deferred`` [(path, bytes)] of
+    :func:`io.atomic.collect_deferred_writes` (the -hkl run's Fdump.bin) and the --manifest as
+    one transaction (:func:`io.atomic.commit_outputs`: all new files or all old ones).
+    ``written`` receives every path once all are in place. Returns the [(flag, path, bytes)]
+    the manifest records."""
+    from .io.atomic import commit_outputs
+    tool, cfg = run.tool, run.cfg
+    with _quiet():
+        files = run_files(res, tool, run.argv)
+    files += [("-dump", path, data) for path, data in deferred]
+    if tool.manifest:
+        from .manifest import file_record, manifest, manifest_bytes
+        outputs = [file_record(flag, path, data) for flag, path, data in files]
+        dump = cfg.crystal.dumpfile
+        if cfg.crystal.hklfile is not None and not deferred and os.path.isfile(dump):
+            outputs.append(file_record("-dump", dump))
+        record = manifest(list(run.argv), cfg, tool, res, input_records, outputs, started,
+                          time.perf_counter() - t0)
+        files = files + [("--manifest", tool.manifest, manifest_bytes(record))]
+    # no fsync: like nanoBragg.c's own writes, durability against power loss is left to the
+    # file system (a sync costs as much as writing a 6 Mpixel image)
+    commit_outputs([(path, data) for _, path, data in files], committed=written, fsync=False,
+                   optional=[path for flag, path, _ in files if flag == "-dump"],
+                   warn=lambda w: print(f"nanobragg: WARNING: {w}", file=sys.stderr))
+    return [f for f in files if f[0] != "--manifest"]
+
+
+def _quiet():
+    from .validate import quiet_numpy
+    return quiet_numpy()
+
+
+def simulate_command(argv: list, written: list | None = None) -> int:
+    """The command line's simulation: prepare, render one frame, write, report. ``written`` (a
+    list) receives each output path once it is in place, so that an interrupted caller can say
+    which files exist."""
+    started, t0 = time.time(), time.perf_counter()
+    written = [] if written is None else written
+    run = prepare_run(argv)
+    for line in notes(run.cfg):
+        print(f"nanobragg: {line}", file=sys.stderr)
+    input_records = None
+    if run.tool.manifest:
+        from .manifest import file_record
+        input_records = [file_record(flag, path) for flag, path in run.inputs]
+
+    from .io.atomic import collect_deferred_writes
+    from .progress import RenderProgress
+    from .validate import check_image, quiet_numpy
+    show = run.cfg.output.progress if run.tool.progress is None else run.tool.progress
+    bar = RenderProgress(show)
+    try:  # Fdump.bin waits for the commit; no raw numpy warnings (check_image reports)
+        with collect_deferred_writes() as deferred, quiet_numpy():
+            res = run_simulation(run.cfg, run.tool, progress=bar)
+    finally:
+        bar.close()
+    check_image(res, run.tool.c_parity, warn=_warn)
+    lines = stdout_report(res)
+    write_outputs(run, res, written, input_records=input_records, started=started, t0=t0,
+                  deferred=deferred)
+    print("\n".join(lines))
+    return 0

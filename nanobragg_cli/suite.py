@@ -11,6 +11,9 @@ Checks per case (see :func:`check_case`):
 - traces (with ``--traces``, and always for ROI cases): every traced pixel against its
   ``trace_S_F.log``; ``first_divergence`` must be None.
 
+``nanobragg suite --c-bin PATH --cases FILE`` runs a list of command lines through a nanoBragg
+binary instead (:mod:`nanobragg_cli.cbin_cli`).
+
 Modes: ``auto`` runs ``*_spec`` cases (those with ``default_mode_args``) in the default mode on
 those args and every other case with --c-parity; ``--c-parity`` / ``--default-mode`` force one mode
 for all cases.
@@ -192,9 +195,17 @@ def report_json(reports: list, **info) -> dict:
 
 
 @click.command("suite", context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("golden_dir", type=click.Path())
-@click.option("--cases", "cases", multiple=True, metavar="A,B,...",
-              help="Only these cases (comma-separated; may be repeated).")
+@click.argument("golden_dir", type=click.Path(), required=False)
+@click.option("--cases", "cases", multiple=True, metavar="A,B,...|FILE",
+              help="Only these cases (comma-separated; may be repeated). With --c-bin: the "
+                   "cases file, one nanoBragg.c command line per line.")
+@click.option("--c-bin", default=None, metavar="PATH",
+              help="Run every line of the --cases FILE through this nanoBragg binary and "
+                   "through us (no corpus needed; see nanobragg_cli.cbin_cli).")
+@click.option("--shrink", "do_shrink", is_flag=True, default=False,
+              help="With --c-bin: shrink each diverging case to the flags that cause it.")
+@click.option("--out", type=click.Path(), default=None,
+              help="With --c-bin: write a parity bundle per failing case under this folder.")
 @click.option("--traces", is_flag=True, default=False,
               help="Also compare every traced pixel with the C trace.")
 @click.option("--mode", type=click.Choice(["auto", "c-parity", "default"]), default="auto",
@@ -213,10 +224,10 @@ def report_json(reports: list, **info) -> dict:
 @click.option("--json", "json_path", type=click.Path(), default=None,
               help="Write the results as JSON to this file.")
 @click.pass_context
-def suite_command(ctx, golden_dir, cases, traces, mode, force_c, force_d, dtype, device, rtol,
-                  trace_rtol, json_path):
-    """Run every case of a golden corpus (laid out like ../shared/golden) and check it against
-    nanoBragg.c. Exit status: 0 all passed, 1 a case failed, 2 unusable input."""
+def suite_command(ctx, golden_dir, cases, c_bin, do_shrink, out, traces, mode, force_c, force_d,
+                  dtype, device, rtol, trace_rtol, json_path):
+    """Run every case of a golden corpus (laid out like tests/golden) and check it against
+    nanoBragg.c, or with --c-bin every line of a cases file through a binary. Exit status: 0 all passed, 1 a case failed, 2 unusable input."""
     from rich.console import Console
     from rich.table import Table
 
@@ -227,6 +238,20 @@ def suite_command(ctx, golden_dir, cases, traces, mode, force_c, force_d, dtype,
     if force_c and force_d:
         fail("give --c-parity or --default-mode, not both")
     mode = "c-parity" if force_c else "default" if force_d else mode
+    if c_bin is not None:
+        if golden_dir or len(cases) != 1 or traces or json_path or rtol or trace_rtol:
+            fail("--c-bin takes one --cases FILE and no GOLDEN_DIR, --traces, --json, --rtol")
+        from .cbin_cli import suite_c_bin
+        from .errors import NanoBraggError
+        try:
+            ctx.exit(suite_c_bin(c_bin, Path(cases[0]), c_parity=mode != "default", dtype=dtype,
+                                 device=device, do_shrink=do_shrink, out=out and Path(out)))
+        except NanoBraggError as err:
+            fail(str(err))
+    if do_shrink or out:
+        fail("--shrink and --out need --c-bin")
+    if golden_dir is None:
+        fail("give the GOLDEN_DIR to check (e.g. tests/golden), or --c-bin PATH --cases FILE")
     golden = Path(golden_dir)
     if not (golden / "cases").is_dir():
         fail(f"{golden}: not a golden corpus (no cases/ folder)")

@@ -11,10 +11,9 @@ import math
 
 import numpy as np
 
-from .scene import R_E_SQR
+from .constants import R_E_SQR, RTD
 from .tracefmt import is_integer_key
 
-RTD = 180.0 / math.pi
 PREFIX = "TRACE_PY:"
 
 

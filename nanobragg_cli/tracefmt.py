@@ -24,6 +24,10 @@ line                                                        record key(s)
 ``TRACE_<S>_<NS>: ...`` (any other namespace)               ``<NS>.key`` / ``<NS>.field``
 ==========================================================  =====================================
 
+A record starts at its ``TRACE_C``/``TRACE_PY`` token wherever that stands in the line (text
+glued in front, such as nanoBragg.c's newline-less "WARNING: further warnings will not be
+printed! ", is dropped).
+
 No torch here: ``nanobragg compare`` must start fast.
 """
 
@@ -67,7 +71,9 @@ INTEGER_KEYS = frozenset(
 
 # TRACE_C / TRACE_PY, an optional _NAMESPACE, then ':' or blank. TRACE_CONFIG: and TRACE: do
 # not match (after "TRACE_C" must come '_', ':' or a blank).
-_LINE_RE = re.compile(r"^\s*TRACE_(C|PY)(?:_([A-Za-z0-9_]+?))?(?::|(?=\s)|$)(.*)$")
+# The token may stand anywhere in a line: nanoBragg.c prints "WARNING: further warnings will not
+# be printed! " without a newline, so the next TRACE_C line is glued behind it.
+_LINE_RE = re.compile(r"TRACE_(C|PY)(?:_([A-Za-z0-9_]+?))?(?::|(?=\s)|$)(.*)$")
 _KEY_EQ_RE = re.compile(r"^\s*([A-Za-z_][\w.\-]*)=(.*)$")
 _LABEL_RE = re.compile(r"^[A-Za-z_][\w]*:(.+)$")
 _FIELD_RE = re.compile(r"^([A-Za-z_][\w.\-]*)=(.*)$")
@@ -155,11 +161,11 @@ def _fields(body: str) -> list[tuple[str, str]]:
 
 
 def _parse_line(line: str, line_no: int) -> list[TraceRecord]:
-    m = _LINE_RE.match(line)
+    m = _LINE_RE.search(line)
     if not m:
         return []
     side, namespace, body = m.group(1), m.group(2), m.group(3)
-    raw = line.strip()
+    raw = line[m.start():].strip()
     prefix = f"{namespace}." if namespace else ""
 
     def rec(key: str, value_text: str, *, labels: bool = False) -> TraceRecord:

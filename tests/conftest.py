@@ -14,7 +14,7 @@ from nanobragg_cli.golden import default_golden_dir, load_cases, run_case  # noq
 
 GOLDEN = default_golden_dir()
 HAVE_GOLDEN = (GOLDEN / "cases").is_dir()
-NO_GOLDEN = f"golden corpus not found at {GOLDEN} (set NB_GOLDEN_DIR to its folder)"
+NO_GOLDEN = f"golden corpus not found at {GOLDEN} (it ships in tests/golden; NB_GOLDEN_DIR overrides)"
 needs_golden = pytest.mark.skipif(not HAVE_GOLDEN, reason=NO_GOLDEN)
 
 CASES = {c.name: c for c in load_cases(GOLDEN)} if HAVE_GOLDEN else {}

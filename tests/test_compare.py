@@ -1,6 +1,6 @@
 """Tests of the trace parser and `nanobragg compare` (nanobragg_cli/compare.py, tracefmt.py).
 
-Golden C traces come from the corpus at $NB_GOLDEN_DIR (default <repo>/../shared/golden); tests
+Golden C traces come from the corpus at $NB_GOLDEN_DIR (default tests/golden); tests
 that need it skip when it is absent. The Python side is built from a C trace by the text
 substitution TRACE_C -> TRACE_PY, then perturbed line by line.
 """
@@ -23,11 +23,12 @@ if str(REPO) not in sys.path:  # the package may not be installed in the venv
 from click.testing import CliRunner  # noqa: E402
 
 from nanobragg_cli.compare import compare_command, compare_traces  # noqa: E402
+from nanobragg_cli.golden import default_golden_dir  # noqa: E402
 from nanobragg_cli.compare_report import to_json, to_markdown  # noqa: E402
-from nanobragg_cli.quirks import QUIRK_DETECTORS  # noqa: E402
+from nanobragg_cli.compare_explain import QUIRK_DETECTORS  # noqa: E402
 from nanobragg_cli.tracefmt import TraceInputError, load_trace, parse_trace  # noqa: E402
 
-GOLDEN = Path(os.environ.get("NB_GOLDEN_DIR", REPO.parent / "shared" / "golden"))
+GOLDEN = default_golden_dir()
 CASES = GOLDEN / "cases"
 GOLDEN_TRACES = sorted(CASES.glob("*/trace_*.log")) if CASES.is_dir() else []
 NO_GOLDEN = f"golden corpus not found at {GOLDEN} (set NB_GOLDEN_DIR to its folder)"

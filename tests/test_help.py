@@ -35,7 +35,7 @@ def test_help_lists_every_spelling_of_every_flag():
 
 
 def test_help_lists_every_tool_option_the_parser_accepts():
-    from nanobragg_cli.simulate import TOOL_FLAGS
+    from nanobragg_cli.tool_options import TOOL_FLAGS
     text = help_text(width=100)
     for name in TOOL_FLAGS:
         assert f"  {name}" in text, name

@@ -1,6 +1,6 @@
 """Tests of the file-format modules (nanobragg_cli.io) against the golden C corpus and by hand.
 
-The golden corpus is found via $NB_GOLDEN_DIR (default <repo>/../shared/golden); tests that need
+The golden corpus is found via $NB_GOLDEN_DIR (default tests/golden); tests that need
 it are skipped, with that reason, when it is absent.
 """
 
@@ -38,9 +38,10 @@ from nanobragg_cli.io import (
 )
 from nanobragg_cli.io import atomic as atomic_mod
 from nanobragg_cli.io._text import c_atof
+from nanobragg_cli.golden import default_golden_dir
 
 REPO = Path(__file__).resolve().parents[1]
-GOLDEN = Path(os.environ.get("NB_GOLDEN_DIR", REPO.parent / "shared" / "golden"))
+GOLDEN = default_golden_dir()
 NO_GOLDEN = f"golden corpus not found at {GOLDEN} (set NB_GOLDEN_DIR)"
 needs_golden = pytest.mark.skipif(not (GOLDEN / "cases").is_dir(), reason=NO_GOLDEN)
 INPUTS = GOLDEN / "inputs"

@@ -276,6 +276,22 @@ def test_manifest_hashes_every_output_file(images):
         assert rec["bytes"] == (folder / rec["path"]).stat().st_size
 
 
+def test_the_planned_outputs_are_the_files_written_and_manifested(images):
+    """One output list: what preflight checks (planned_outputs) is what the run writes, in the
+    manifest's order, the manifest last."""
+    from nanobragg_cli.simulate import planned_outputs, prepare_run
+    folder, _ = images
+    argv = [*GEOMETRY, "-seed", "3", "-floatfile", "f.bin", "-intfile", "i.img", "-noisefile",
+            "n.img", "-pgmfile", "p.pgm", "--hdf5", "out.h5", "--png", "out.png",
+            "--manifest", "run.json"]
+    run = prepare_run(argv)
+    planned = planned_outputs(run.cfg, run.tool)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(path for _, path in planned)
+    man = json.loads((folder / "run.json").read_text())
+    assert [(o["flag"], o["path"]) for o in man["outputs"]] + [("--manifest", "run.json")] \
+        == planned
+
+
 def test_manifest_hashes_inputs_and_the_structure_factor_cache(run_in, tmp_path):
     Path("in.hkl").write_text("0 0 0 100\n1 0 0 50\n0 1 0 25\n")
     Path("in.mat").write_text("0.01 0 0\n0 0.01 0\n0 0 0.01\n")

@@ -10,7 +10,7 @@ import numpy as np
 from click.testing import CliRunner
 
 from conftest import GOLDEN, needs_golden
-from nanobragg_cli.quirks import PHI_DEPENDENT_KEYS
+from nanobragg_cli.compare_explain import PHI_DEPENDENT_KEYS
 from nanobragg_cli.golden import case_workdir, compare_images, load_cases
 from nanobragg_cli.parity import parity_command
 from nanobragg_cli.suite import suite_command, tolerance_profile

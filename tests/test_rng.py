@@ -1,7 +1,7 @@
 """Tests of nanobragg_cli.rng (nanoBragg.c's ran1 / poidev / mosaic / misset random numbers).
 
 Bit-exact references come only from the golden corpus ($NB_GOLDEN_DIR, default
-<repo>/../shared/golden): case noise_seed (noise image, -seed 7) and misset_random
+tests/golden): case noise_seed (noise image, -seed 7) and misset_random
 (-misset random -misset_seed 3).  Those tests are skipped, with that reason, when the corpus is
 absent.  Mosaic matrices have no golden printout, so they are tested for physics here.
 """
@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 
 from nanobragg_cli import rng as R
+from nanobragg_cli.golden import default_golden_dir
 
 REPO = Path(__file__).resolve().parents[1]
-GOLDEN = Path(os.environ.get("NB_GOLDEN_DIR", REPO.parent / "shared" / "golden"))
+GOLDEN = default_golden_dir()
 needs_golden = pytest.mark.skipif(not (GOLDEN / "cases").is_dir(),
                                   reason=f"golden corpus not found at {GOLDEN} (set NB_GOLDEN_DIR)")
 

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import GOLDEN, REPO, needs_golden
-from nanobragg_cli.quirks import PHI_DEPENDENT_KEYS
+from nanobragg_cli.compare_explain import PHI_DEPENDENT_KEYS
 from nanobragg_cli.golden import case_workdir, compare_images
 from nanobragg_cli.parity import parity_command
 from nanobragg_cli.tracefmt import load_trace

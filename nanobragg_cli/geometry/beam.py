@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .rotation import cross, norm, rotate_axis
+from .rotation import cross, dot, norm, rotate_axis, unitize
 
 SOURCE_DISTANCE = 10.0  # m, nanoBragg.c's default
 
@@ -26,13 +26,26 @@ class SourceGrid:
     wavelength_factor: Tensor | None
     file_lambda: Tensor | None
     divergence_steps: int
-    positions: np.ndarray  # (S, 3) before unitizing, for the printout
 
     def wavelengths(self, lambda0: Tensor) -> Tensor:
         """(S,) wavelengths in metres (differentiable in λ0 for a grid)."""
         if self.file_lambda is not None:
             return self.file_lambda
         return lambda0 * self.wavelength_factor
+
+
+def e_vector(incident: Tensor, polar: Tensor) -> Tensor:
+    """The E-vector direction (..., 3) the default mode uses for beams along ``incident``
+    (..., 3 unit vectors): ``polar`` (3,) itself, unless it lies along the beam (polar x incident
+    = 0 defines no E-vector; nanoBragg.c then works with a zero basis, see docs/differences.md):
+    then the coordinate axis least aligned with the beam (the first of equals), made
+    perpendicular to it. E.g. (0, 1, 0) for a beam along x, (1, 0, 0) for a beam along z."""
+    pol = polar.expand_as(incident)
+    b = cross(pol, incident)
+    along = dot(b, b) == 0.0
+    axis = torch.nn.functional.one_hot(torch.argmin(incident.abs(), dim=-1), 3).to(incident.dtype)
+    perp = unitize(axis - dot(axis, incident)[..., None] * incident)
+    return torch.where(along[..., None], perp, pol)
 
 
 def _cut_term(div, step, steps, rng):
@@ -46,9 +59,8 @@ def source_grid(beam, polar_vector, hdivrange, hdivstep, hdivsteps, vdivrange, v
     kw = dict(dtype=torch.float64)
     beam_t = torch.tensor(beam, **kw)
     polar_t = torch.tensor(polar_vector, **kw)
-    vert = cross(beam_t, polar_t)
-    vert = vert / norm(vert)
-    dirs, factors, positions = [], [], []
+    vert = unitize(cross(beam_t, polar_t))  # zero (as in C) for a polarization along the beam
+    dirs, factors = [], []
     kept = 0
     for ih in range(hdivsteps):
         for iv in range(vdivsteps):
@@ -64,12 +76,11 @@ def source_grid(beam, polar_vector, hdivrange, hdivstep, hdivsteps, vdivrange, v
             v = rotate_axis(v, vert, hdiv)
             for idisp in range(dispsteps):
                 factors.append(1.0 + dispstep * idisp - dispersion / 2.0)
-                positions.append(v.numpy().copy())
                 dirs.append(v / norm(v))
     return SourceGrid(
         directions=torch.stack(dirs).to(dtype=dtype, device=device),
         wavelength_factor=torch.tensor(factors, dtype=dtype, device=device),
-        file_lambda=None, divergence_steps=kept, positions=np.array(positions))
+        file_lambda=None, divergence_steps=kept)
 
 
 def source_file_grid(rows: np.ndarray, beam, lambda0: float, dtype, device) -> SourceGrid:
@@ -84,4 +95,4 @@ def source_file_grid(rows: np.ndarray, beam, lambda0: float, dtype, device) -> S
                        torch.zeros_like(pos))
     return SourceGrid(directions=dirs.to(dtype=dtype, device=device), wavelength_factor=None,
                       file_lambda=torch.tensor(rows[:, 4], dtype=dtype, device=device),
-                      divergence_steps=0, positions=rows[:, :3])
+                      divergence_steps=0)

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..constants import DBL_MIN
 from .rotation import cross, dot, norm, rotate_axis, rotate_umat, rotate_xyz
-
-DBL_MIN = 2.2250738585072014e-308
 
 
 @dataclass
@@ -112,36 +111,14 @@ def phi_angles(phi0, phistep, phisteps: int, like: Tensor) -> Tensor:
         torch.as_tensor(phistep, dtype=like.dtype, device=like.device) * k
 
 
-def carryover_sources(phis: list) -> tuple:
-    """nanoBragg.c's φ=0 carryover as two index maps over φ steps (c-parity only).
-
-    When φ is exactly 0.0, nanoBragg.c skips the spindle rotation and keeps the orientation of the
-    last φ step it rotated to -- earlier in the same sub-iteration, else the last rotated step of
-    the previous sub-iteration on the same thread. Returns (first, rest): for each step k the step
-    whose orientation is used, or -1 for the unrotated crystal; ``first`` applies to the first
-    sub-iteration a thread executes, ``rest`` to every later one.
-    """
-    rotated = [k for k, p in enumerate(phis) if p != 0.0]
-    last_any = rotated[-1] if rotated else -1
-    first, rest = [], []
-    for k, p in enumerate(phis):
-        if p != 0.0:
-            first.append(k)
-            rest.append(k)
-            continue
-        earlier = [j for j in rotated if j < k]
-        first.append(earlier[-1] if earlier else -1)
-        rest.append(earlier[-1] if earlier else last_any)
-    return first, rest
-
-
 def orientations(real: Tensor, spindle: Tensor, phis: Tensor, umats: Tensor | None,
                  step_map: list | None = None) -> Tensor:
     """Rotated real-space vectors for every (φ step, mosaic domain).
 
     real: (3, 3) rows a0, b0, c0 (m); spindle: (3,) unit axis; phis: (Φ,) radians;
     umats: (M, 3, 3) mosaic rotations or None (no mosaic spread); step_map: per φ step, the step
-    whose rotation is used (-1 = unrotated), from :func:`carryover_sources`, or None.
+    whose rotation is used (-1 = unrotated), from
+    :func:`nanobragg_cli.c_order.carryover_sources`, or None.
     Returns (Φ, M, 3, 3): [φ, domain, a|b|c, xyz].
     """
     rotated = rotate_axis(real.unsqueeze(0), spindle, phis[:, None])  # (Φ, 3, 3)

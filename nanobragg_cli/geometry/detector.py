@@ -12,9 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..constants import DBL_MIN
 from .rotation import dot, rotate_axis, rotate_xyz
-
-DBL_MIN = 2.2250738585072014e-308
 
 
 @dataclass

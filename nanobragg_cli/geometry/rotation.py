@@ -67,3 +67,9 @@ def dot(a: Tensor, b: Tensor) -> Tensor:
 
 def norm(a: Tensor) -> Tensor:
     return torch.sqrt(dot(a, a))
+
+
+def unitize(a: Tensor) -> Tensor:
+    """a / |a| (..., 3); a zero vector stays zero, as nanoBragg.c's unitize() leaves it."""
+    n = norm(a)[..., None]
+    return a / torch.where(n == 0.0, torch.ones_like(n), n)

@@ -1,4 +1,4 @@
-"""Explainers for divergences that match a known nanoBragg.c quirk.
+"""``nanobragg compare``'s explainers: divergences that match a known nanoBragg.c quirk.
 
 :func:`nanobragg_cli.compare.compare_records` tries every function of :data:`QUIRK_DETECTORS` on
 the first divergence; each returns an explanation (naming the flag that reproduces the quirk) or
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable
 from .tracefmt import TraceRecord
 
 if TYPE_CHECKING:
-    from .compare import CompareResult, CompareRow
+    from .compare_model import CompareResult, CompareRow
 
 
 @dataclass
