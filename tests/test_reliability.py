@@ -119,6 +119,14 @@ def test_huge_hkl_grid_is_refused_before_it_is_allocated(tmp_path):
         "than the 256.0 MiB allowed by --max-memory"]
     assert int(r.stdout.split()[-1]) < 1_000_000  # KiB: torch's import, no grid
     assert sorted(os.listdir(tmp_path)) == ["big.hkl"]
+    # --c-parity reads -hkl as nanoBragg.c does: the same check before the table is allocated
+    r = _rss_run(tmp_path, BASE + ["-hkl", "big.hkl", "--max-memory", "256M", "--c-parity"])
+    assert r.returncode == 9, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "nanobragg: error: hkl file big.hkl: Miller index ranges 501 x 501 x 501 make a table of "
+        "126506008 values, which needs about 2.8 GiB, more than the 256.0 MiB allowed by "
+        "--max-memory"]
+    assert int(r.stdout.split()[-1]) < 1_000_000
     # without --max-memory: a grid 1000 times larger than its reflections is a mistake
     r = _rss_run(tmp_path, BASE + ["-hkl", "big.hkl"])
     assert r.returncode == 9, r.stderr
