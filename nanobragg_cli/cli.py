@@ -18,7 +18,7 @@ import sys
 from . import __version__
 from .errors import NanoBraggError
 
-SUBCOMMANDS = ("compare", "parity", "suite", "bench", "golden")
+SUBCOMMANDS = ("compare", "parity", "suite", "bench", "golden", "batch")
 # a subcommand whose click command lives in a module not named after it
 SUBCOMMAND_MODULES = {"golden": "golden_make"}
 HELP = ("-h", "--help", "-help")
@@ -115,6 +115,10 @@ def main(argv: list | None = None) -> int:
             old_term = signal.signal(signal.SIGTERM, _on_sigterm)
         except ValueError:  # not the main thread (an embedding application): leave it alone
             old_term = None
+        from .series import wants_series
+        if wants_series(argv):   # --frames N: many images in one run
+            from .series_run import series_main
+            return series_main(argv, written)
         return simulate_main(argv, written)
     except NanoBraggError as err:
         return _err(str(err), err.exit_code)

@@ -92,6 +92,7 @@ class Scene:
     phis: Tensor                   # (Φ,) rad
     orient: Tensor                 # (Φ, M, 3, 3) real vectors per step/domain, m
     orient_first: Tensor | None    # same for the first sub-iteration (c-parity carryover)
+    umats: Tensor | None           # (M, 3, 3) mosaic rotations (turning the crystal, a series)
     sf: StructureFactors
     interpolate: bool
     shape: str
@@ -280,8 +281,6 @@ def build_scene(cfg: Config, *, mode: Mode | None = None, c_parity: bool = False
     lam0 = _t(params.wavelength, dtype, device)
 
     # φ and mosaic ------------------------------------------------------------------------
-    phis = phi_angles(_t(params.phi0, dtype, device), _t(params.phistep, dtype, device),
-                      s.phisteps, lat.a)
     umats = None
     if c.mosaic_spread > 0.0:
         umats = _mosaic_umats(c, params, kw, random)
@@ -289,11 +288,7 @@ def build_scene(cfg: Config, *, mode: Mode | None = None, c_parity: bool = False
         # nanoBragg.c draws its (identity) domain even without a spread; the draw advances the
         # random state the noise image continues from when its seed is positive (-seed -7)
         rng.mosaic_axes_angles(0.0, c.mosaic_domains, c.mosaic_seed, rng=random)
-    spindle = vec(d.spindle)
-    if c_parity:
-        orient, orient_first = carryover_orientations(lat.real, spindle, phis, umats)
-    else:
-        orient, orient_first = orientations(lat.real, spindle, phis, umats), None
+    phis, orient, orient_first = spindle_orientations(cfg, params, lat, umats, c_parity, kw)
 
     # scaling -----------------------------------------------------------------------------
     n_src = sources.directions.shape[0]
@@ -316,7 +311,8 @@ def build_scene(cfg: Config, *, mode: Mode | None = None, c_parity: bool = False
         detector_thick=s.detector_thick, mu=_t(s.detector_mu, dtype, device),
         source_dirs=sources.directions, source_lambda=sources.wavelengths(lam0),
         lattice=lat, N=N, N_values=tuple(float(x) for x in N.detach().cpu()), phis=phis,
-        orient=orient, orient_first=orient_first, sf=sf, interpolate=interpolate, shape=c.shape,
+        orient=orient, orient_first=orient_first, umats=umats, sf=sf, interpolate=interpolate,
+        shape=c.shape,
         fudge=c.fudge, kahn=_t(params.polarization, dtype, device),
         unpolarized=not isinstance(params.polarization, Tensor) and params.polarization == 0.0,
         nopolar=b.nopolar,
@@ -443,6 +439,36 @@ def _sources(cfg: Config, polar_vector: tuple, dtype, device) -> SourceGrid:
     if sources.directions.shape[0] == 0:
         raise FlagError("-divergence: the divergence grid keeps no source")
     return sources
+
+
+def spindle_orientations(cfg: Config, params: SceneParams, lat: Lattice, umats, c_parity: bool,
+                         kw: dict) -> tuple:
+    """(phis (Φ,) rad, orient (Φ, M, 3, 3) m, orient_first or None) for the φ range that
+    ``params.phi0``/``params.phistep`` and ``cfg.sampling.phisteps`` describe (the c-parity φ=0
+    carryover included). The only part of a scene that changes between the frames of a series."""
+    phis = phi_angles(_t(params.phi0, **kw), _t(params.phistep, **kw), cfg.sampling.phisteps,
+                      lat.a)
+    spindle = torch.tensor(cfg.detector.spindle, **kw)
+    if c_parity:
+        orient, orient_first = carryover_orientations(lat.real, spindle, phis, umats)
+    else:
+        orient, orient_first = orientations(lat.real, spindle, phis, umats), None
+    return phis, orient, orient_first
+
+
+def rotated_scene(scene: Scene, cfg: Config, phi0=None) -> Scene:
+    """``scene`` turned to another spindle start angle: the φ range of ``cfg`` (same φ steps),
+    or ``phi0`` (rad, float or tensor) when given; everything else (detector, sources, structure
+    factors, mosaic domains, crystal shape) is shared, not rebuilt. ``cfg`` becomes the scene's
+    configuration (SMV headers and reports read the frame's φ from it)."""
+    params = replace(scene.params, phi0=cfg.sampling.phi0 if phi0 is None else phi0)
+    kw = dict(dtype=scene.dtype, device=scene.device)
+    phis, orient, orient_first = spindle_orientations(cfg, params, scene.lattice, scene.umats,
+                                                      scene.c_parity, kw)
+    grad = isinstance(params.phi0, Tensor) and params.phi0.requires_grad
+    mode = replace(scene.mode, differentiable=scene.mode.differentiable or grad)
+    return replace(scene, cfg=cfg, params=params, phis=phis, orient=orient,
+                   orient_first=orient_first, mode=mode)
 
 
 def _layer_thickness(s, c_parity: bool) -> float:

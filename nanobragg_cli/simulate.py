@@ -72,6 +72,8 @@ def prepare_run(argv: list) -> PreparedRun:
     except FlagError as err:  # a value an -img/-mask header set: name the file and key
         from .image_headers import blame_header
         raise blame_header(err, nb_argv) from None
+    from .series import check_no_templates
+    check_no_templates(nb_argv, tool)   # a '#' template without --frames
     inputs = preflight.input_files(cfg)
     preflight.check_inputs(inputs)
     preflight.check_outputs(planned_outputs(cfg, tool), inputs)
@@ -109,11 +111,14 @@ class SimulationResult:
 
 
 def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
-                   extra_trace_pixels: list = (), window: tuple | None = None) -> SimulationResult:
+                   extra_trace_pixels: list = (), window: tuple | None = None,
+                   prepared: tuple | None = None) -> SimulationResult:
     """Build the scene, render, and compute every output in memory. ``extra_trace_pixels``:
     more (slow, fast) pixels to trace in the same render (``traces`` holds every traced pixel's
     (lines, record)); ``trace_lines``/``trace_record`` are those of -trace_pixel. ``window``:
-    compute only that (slow_min, slow_max, fast_min, fast_max) block (see render.render)."""
+    compute only that (slow_min, slow_max, fast_min, fast_max) block (see render.render).
+    ``prepared``: (scene, random state, setup messages) built earlier (a frame of a series),
+    used instead of building the scene from ``cfg``."""
     import torch
     from . import rng
     from .outputs import image_stats, int_scale, pgm_scale
@@ -130,9 +135,12 @@ def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
     if tool.device.startswith("cuda") and not torch.cuda.is_available():
         raise NanoBraggError("--device cuda: no CUDA device is available (torch "
                              f"{torch.__version__} sees none); use --device cpu")
-    messages = []
-    random = rng.NanoRandom()
-    scene = build_scene(cfg, mode=Mode.from_tool(tool), messages=messages, random=random)
+    if prepared is not None:
+        scene, random, messages = prepared
+    else:
+        messages = []
+        random = rng.NanoRandom()
+        scene = build_scene(cfg, mode=Mode.from_tool(tool), messages=messages, random=random)
     check_kernel_memory(scene, BYTES_PER_EVAL_INTERP if scene.interpolate else BYTES_PER_EVAL)
     out = cfg.output
     wanted = list(extra_trace_pixels)

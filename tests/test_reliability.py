@@ -190,3 +190,12 @@ def test_bad_header_value_is_blamed_on_the_header_not_a_flag(workdir, capsys):
 def test_mistyped_tool_option_gets_a_suggestion(workdir, capsys):
     line = _one_error(capsys, main(BASE + ["--max-memry", "1G"]))
     assert "--max-memry: unknown option (did you mean --max-memory?)" in line
+
+
+def test_a_series_frame_with_an_impossible_image_stops_the_series(workdir, capsys):
+    """Each frame of --frames is checked like a single image before it is committed."""
+    code = main(BASE + ["-twotheta", "180", "-pivot", "beam", "-osc", "1",
+                        "-floatfile", "f_##.bin", "-intfile", "i_##.img", "--frames", "2"])
+    err = capsys.readouterr().err
+    assert code == 9 and "the detector faces away from the sample" in err
+    assert not any(n.startswith(("f_", "i_")) for n in os.listdir(workdir))
