@@ -173,7 +173,7 @@ def test_unwritable_output_folder_is_refused_before_the_render(workdir, capsys):
 
 def test_mistyped_flag_gets_a_suggestion(workdir, capsys):
     line = _one_error(capsys, main(BASE + ["-distanse", "100"]))
-    assert line == ("nanobragg: error: -distanse: unknown flag (did you mean -distance?) "
+    assert line == ("nanobragg: error: -distanse: unknown flag; did you mean -distance? "
                     "(see 'nanobragg --help')")
 
 
@@ -189,7 +189,7 @@ def test_bad_header_value_is_blamed_on_the_header_not_a_flag(workdir, capsys):
 
 def test_mistyped_tool_option_gets_a_suggestion(workdir, capsys):
     line = _one_error(capsys, main(BASE + ["--max-memry", "1G"]))
-    assert "--max-memry: unknown option (did you mean --max-memory?)" in line
+    assert "--max-memry: unknown option; did you mean --max-memory?" in line
 
 
 def test_a_series_frame_with_an_impossible_image_stops_the_series(workdir, capsys):
