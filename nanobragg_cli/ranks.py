@@ -133,3 +133,8 @@ def existing_parts(manifest: str) -> list:
     stem, ext = os.path.splitext(manifest)
     pattern = f"{glob.escape(stem)}.rank*-of-*{glob.escape(ext)}"
     return sorted(glob.glob(pattern))
+
+
+def launcher_variables() -> list:
+    """Every environment variable :func:`detect` reads."""
+    return [v for _, rank, sizes, locals_ in SOURCES for v in (rank, *sizes, *locals_)]
