@@ -84,7 +84,12 @@ def main(argv: list | None = None) -> int:
     written: list = []
     old_term = None
     try:
-        if not argv or argv[0] in HELP:
+        if not argv:   # as nanoBragg.c: its usage on stdout, exit 9
+            from .c_usage import usage_lines
+            print("\n".join(usage_lines(os.path.exists("Fdump.bin"))))
+            return _err("no crystal and no structure factors given (nanoBragg.c's usage is "
+                        "above; 'nanobragg --help' describes every flag and this tool's options)")
+        if argv[0] in HELP:
             from .help import print_help
             print_help()
             return 0

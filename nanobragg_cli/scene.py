@@ -85,6 +85,7 @@ class Scene:
     detector_thick: float
     mu: Tensor
     source_dirs: Tensor            # (S, 3) toward the sources
+    sources: SourceGrid            # positions and weights as nanoBragg.c prints them
     source_lambda: Tensor          # (S,) m
     lattice: Lattice
     N: Tensor                      # (3,) Na, Nb, Nc
@@ -201,7 +202,9 @@ def load_structure_factors(cfg: Config, messages: list, c_parity: bool = False) 
             atomic_write_bytes(c.dumpfile, fdump_bytes(grid))
             messages.append(f"writing dump file for next time: {c.dumpfile}")
         except Exception as err:  # the cache is a convenience, as in nanoBragg.c
-            messages.append(f"WARNING: unable to open dump file: {c.dumpfile} ({err})")
+            messages.append(f"WARNING: unable to open dump file: {c.dumpfile}")
+            messages.append(f"nanobragg: warning: cannot write the structure-factor cache "
+                            f"{c.dumpfile} ({err})")
     elif os.path.exists(c.dumpfile):
         grid = read_fdump(c.dumpfile)
         hr, kr, lr = grid.ranges
@@ -210,7 +213,7 @@ def load_structure_factors(cfg: Config, messages: list, c_parity: bool = False) 
         cfg_warn = (f"no -hkl given: structure factors read from {c.dumpfile} in the current "
                     "directory (written by an earlier -hkl run), as nanoBragg.c does; this replaces "
                     "-default_F inside its index range")
-        messages.append("WARNING: " + cfg_warn)
+        messages.append("nanobragg: warning: " + cfg_warn)
     elif c.default_F == 0.0:
         raise FlagError("no structure factors: give -hkl FILE or -default_F F "
                         f"(and no {c.dumpfile} cache exists in the current directory)")
@@ -307,7 +310,7 @@ def build_scene(cfg: Config, *, mode: Mode | None = None, c_parity: bool = False
         spixels=d.spixels, oversample=oversample, subpixel_size=det.pixel_size / oversample,
         thicksteps=s.detector_thicksteps, thickstep=_t(_layer_thickness(s, c_parity), dtype, device),
         detector_thick=s.detector_thick, mu=_t(s.detector_mu, dtype, device),
-        source_dirs=sources.directions, source_lambda=sources.wavelengths(lam0),
+        source_dirs=sources.directions, sources=sources, source_lambda=sources.wavelengths(lam0),
         lattice=lat, N=N, N_values=tuple(float(x) for x in N.detach().cpu()), phis=phis,
         orient=orient, orient_first=orient_first, umats=umats, sf=sf, interpolate=interpolate,
         shape=c.shape,
@@ -373,8 +376,8 @@ def _crystal_size(cfg: Config, params: SceneParams, lat: Lattice, kw: dict,
                 n = float(math.ceil(size / float(norm(vecn))))
             Ns.append(max(n, 1.0))
         if min(c.Na, c.Nb, c.Nc) < 1 and not any(sz > 0 for sz in (c.sample_x, c.sample_y, c.sample_z)):
-            messages.append("WARNING: N < 1 is treated as N = 1 (nanoBragg.c cannot model an "
-                            "isolated cell)")
+            messages.append("nanobragg: warning: N < 1 is treated as N = 1 (nanoBragg.c cannot "
+                            "model an isolated cell)")
         N = torch.tensor(Ns, **kw)
     xtal = [float(norm(v).detach()) * float(n) for v, n in zip((lat.a, lat.b, lat.c), N.detach())]
     messages.append("crystal is %g x %g x %g microns" % tuple(x * 1e6 for x in xtal))
@@ -416,8 +419,9 @@ def _polar_vector(cfg: Config, c_parity: bool, messages: list) -> tuple:
     polar_vector = tuple(e_vector(torch.tensor(d.beam, dtype=torch.float64),
                                   torch.tensor(d.polar_vector, dtype=torch.float64)).tolist())
     if polar_vector != tuple(d.polar_vector):
-        messages.append("  polarization vector %g %g %g lies along the beam: using the "
-                        "E-vector %g %g %g perpendicular to it" % (*d.polar_vector, *polar_vector))
+        messages.append("nanobragg: warning: polarization vector %g %g %g lies along the beam: "
+                        "using the E-vector %g %g %g perpendicular to it"
+                        % (*d.polar_vector, *polar_vector))
     return polar_vector
 
 

@@ -236,8 +236,8 @@ def announce(cfg, tool, frames: list, renderer) -> None:
     for w in cfg.warnings:
         _note(f"warning: {w}")
     for m in renderer.messages if renderer is not None else ():
-        if m.startswith("WARNING"):
-            _note(m[0].lower() + m[1:])
+        if m.startswith("WARNING:"):
+            _note("warning:" + m[len("WARNING:"):])
     seeded = [f for f in frames if f.seed is not None]
     if seeded and not cfg.output.seed_given:
         s0 = seeded[0].seed

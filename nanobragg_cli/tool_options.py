@@ -117,9 +117,10 @@ TOOL_OPTIONS = (
                _positive_int),
     ToolOption("--max-memory", "SIZE", "memory budget of the kernel's working arrays per pixel "
                "chunk, e.g. 512M or 2G (default: 256M)", "max_memory", parse_size),
-    ToolOption("--progress", "", "show the progress bar (default: on a terminal, after 1 s)",
+    ToolOption("--progress", "", "show progress: a bar on a terminal, plain lines in a log or "
+               "pipe (default: a bar on a terminal after 1 s; plain lines for runs over ~10 s)",
                "progress", const=True),
-    ToolOption("--no-progress", "", "never show the progress bar", "progress", const=False),
+    ToolOption("--no-progress", "", "never show progress", "progress", const=False),
     ToolOption("--trace-json", "FILE", "write the -trace_pixel record (with per-phi entries) as "
                "JSON", "trace_json", _path, writes=True),
     ToolOption("--manifest", "FILE", "write a JSON manifest of the run: argv, resolved "

@@ -39,6 +39,7 @@ def test_readme_python_example_runs(code, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("argv", _commands(), ids=lambda a: " ".join(a[:4]))
 def test_readme_command_writes_its_files(argv, tmp_path):
+    (tmp_path / "out").mkdir()   # the README's `mkdir -p out`
     for block in _blocks("jsonl"):   # the shot list the batch example reads
         (tmp_path / "shots.jsonl").write_text(block)
     res = subprocess.run([sys.executable, "-m", "nanobragg_cli", *argv, "-noprogress"],
