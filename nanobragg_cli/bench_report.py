@@ -229,10 +229,12 @@ def work_lines(report: dict) -> list:
             for key, note in (series.get("ours") or {}).items():
                 if note:
                     procs = key.rsplit("-", 1)[-1] if key.endswith("proc") else ""
-                    how = (f"{procs.removesuffix('proc')} processes x 1 thread, rank 0's"
-                           if procs else "one process")
+                    how = (f"{procs.removesuffix('proc')} processes x 1 thread, rank 0:"
+                           if procs else "one process,")
+                    own = " of its share" if procs else ""
                     parts.append(f"ours {key.removeprefix('py-')}: {how} set-up "
-                                 f"{note['setup_s']:.2f} s, {note['per_frame_s']:.3g} s per frame "
+                                 f"{note['setup_s']:.2f} s, {note['per_frame_s']:.3g} s per "
+                                 f"frame{own} "
                                  f"({note['in_process_s']:.3g} s in process)")
             if series.get("c_per_frame_s"):
                 parts.append(f"nanoBragg.c loop: {series['c_per_frame_s']:.3g} s per frame "
