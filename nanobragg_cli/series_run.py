@@ -191,11 +191,16 @@ def _ranges(numbers: list) -> str:
 
 def _frames_loop(todo, configs, renderer_for, tool, written, records, write_manifest,
                  store_image, bar, frame_record, failed, where) -> None:
+    from .validate import check_image, quiet_numpy  # a frame with NaN/inf/negative pixels fails
     for frame in todo:
         t0 = time.perf_counter()
         try:
             cfg = configs(frame)
-            res = renderer_for(frame, cfg).render(cfg)
+            with quiet_numpy():
+                res = renderer_for(frame, cfg).render(cfg)
+            check_image(res, tool.c_parity, warn=lambda w: print(f"nanobragg: warning: frame "
+                                                                    f"{frame.number}: {w}",
+                                                                    file=sys.stderr))
             files = frame_files(res, frame, tool)
             commit_frame([(path, data) for _, path, data in files], written)
         except Exception as err:   # Ctrl-C and SIGTERM are not Exceptions: they end the run
