@@ -175,10 +175,11 @@ def _rounded(h: Tensor) -> Tensor:
 # Largest cell count whose lattice factor is taken from the Chebyshev recurrence (one cosine and
 # N − 1 multiply-adds) rather than the ratio of two sines: past it the sines are cheaper
 # (docs/performance.md). The recurrence's rounding error grows like N²·eps.
-CHEBYSHEV_MAX_N = 12
+CHEBYSHEV_MAX_N = 10
 
 
-def lattice_factor_squared(scene: Scene, hkl: list, h0: list | None = None) -> Tensor:
+def lattice_factor_squared(scene: Scene, hkl: list, h0: list | None = None,
+                           consume: bool = False) -> Tensor:
     """F_latt² for every evaluation (the image needs only the square, so no signs are computed).
 
     Square shape: Π sincg² on reduced arguments f = h − h0 (h0 the rounded indices when the
@@ -189,6 +190,7 @@ def lattice_factor_squared(scene: Scene, hkl: list, h0: list | None = None) -> T
     --c-parity evaluates nanoBragg.c's full-argument form instead (see
     :func:`nanobragg_cli.physics.sincg_like_c`). Other shapes square the full factor, and so does
     a differentiable run (the in-place products below would overwrite what autograd saved).
+    ``consume``: nothing reads ``hkl`` afterwards, so the reduced indices overwrite it.
     """
     work = scene.work_dtype
     if scene.shape != "square" or scene.N.requires_grad or hkl[0].requires_grad:
@@ -196,7 +198,11 @@ def lattice_factor_squared(scene: Scene, hkl: list, h0: list | None = None) -> T
         return (F * F).to(work)
 
     def reduced(i, h, n):
-        f = (h - (h0[i] if h0 is not None else torch.round(h))).to(work)   # |f| <= 1/2, exact
+        if h0 is not None:
+            f = h - h0[i]
+        else:
+            f = h.sub_(torch.round(h)) if consume else h - torch.round(h)
+        f = f.to(work)                                       # |f| <= 1/2, exact in float64
         if n <= CHEBYSHEV_MAX_N and n == int(n):
             return sincg_chebyshev(f, int(n))
         return sincg_ratio(f, n)
@@ -390,7 +396,9 @@ def render_chunk(scene: Scene, pix: Tensor, killed: Tensor, first_sub: tuple | N
         F_latt, comps = lattice_factor(scene, hkl, h0)
         L2 = F_latt * F_latt
     else:
-        L2 = lattice_factor_squared(scene, hkl, h0)
+        # the Miller indices are read again only by a structure-factor lookup
+        L2 = lattice_factor_squared(scene, hkl, h0,
+                                    consume=not (scene.interpolate or scene.sf.count > 0))
         F_latt = None
     valid_k = None if valid is None else valid.reshape(1, -1)
     executed = None
