@@ -198,10 +198,8 @@ def lattice_factor_squared(scene: Scene, hkl: list, h0: list | None = None,
         return (F * F).to(work)
 
     def reduced(i, h, n):
-        if h0 is not None:
-            f = h - h0[i]
-        else:
-            f = h.sub_(torch.round(h)) if consume else h - torch.round(h)
+        near = h0[i] if h0 is not None else torch.round(h)
+        f = h.sub_(near) if consume else h - near
         f = f.to(work)                                       # |f| <= 1/2, exact in float64
         if n <= CHEBYSHEV_MAX_N and n == int(n):
             return sincg_chebyshev(f, int(n))
@@ -396,9 +394,8 @@ def render_chunk(scene: Scene, pix: Tensor, killed: Tensor, first_sub: tuple | N
         F_latt, comps = lattice_factor(scene, hkl, h0)
         L2 = F_latt * F_latt
     else:
-        # the Miller indices are read again only by a structure-factor lookup
-        L2 = lattice_factor_squared(scene, hkl, h0,
-                                    consume=not (scene.interpolate or scene.sf.count > 0))
+        # only interpolation reads the fractional Miller indices again (a lookup reads h0)
+        L2 = lattice_factor_squared(scene, hkl, h0, consume=not scene.interpolate)
         F_latt = None
     valid_k = None if valid is None else valid.reshape(1, -1)
     executed = None
@@ -412,6 +409,9 @@ def render_chunk(scene: Scene, pix: Tensor, killed: Tensor, first_sub: tuple | N
         # one F for every evaluation (-default_F only): F² scales each sub-pixel's sum instead
         # of every evaluation; L2 is this chunk's own scratch, summed in place
         term, F2_per_sub = L2, F_cell * F_cell
+    elif F_cell.shape == L2.shape and not (detail or F_cell.requires_grad or L2.requires_grad):
+        # F_cell is this chunk's own lookup result: squared and weighted in place
+        term, F2_per_sub = F_cell.mul_(F_cell).mul_(L2), None
     else:
         term, F2_per_sub = L2 * (F_cell * F_cell), None
     if valid_k is not None:
