@@ -6,7 +6,8 @@ Run as ``python -m nanobragg_cli.gpu_check OUT_DIR [--repeats N]``. It writes, u
 ``nanobragg-bench/1``) and ``gpu-check.json`` (schema ``nanobragg-gpu-check/1``: the device, torch,
 the tests' exit status and counts, the bench's median wall times and throughputs). Exit status 0
 when the tests passed and every benchmark ran; 9 with one line on stderr when no CUDA device is
-visible (nothing is run). Sized to finish within ~5 minutes on one GPU (3 runs per benchmark).
+visible (nothing is run). Sized to finish within ~5 minutes on one GPU (2 runs per benchmark;
+B1..B4 and the series benchmarks S1, S2).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 import xml.etree.ElementTree as ET
 
 SCHEMA = "nanobragg-gpu-check/1"
-BENCH_SETS = "B1,B2,B3,B4"
+BENCH_SETS = "B1,B2,B3,B4,S1,S2"
 
 
 def _test_counts(junit: Path) -> dict:
@@ -51,7 +52,7 @@ def main(argv: list | None = None) -> int:
     import torch
     ap = argparse.ArgumentParser(prog="python -m nanobragg_cli.gpu_check")
     ap.add_argument("out", type=Path)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         print("nanobragg: error: gpu-check: no CUDA device is visible to torch "
