@@ -189,3 +189,20 @@ def test_a_pixel_traced_alone_sees_the_kill_switch_of_the_pixels_before_it():
     whole = _run("interp_kill_switch_window", c_parity=True).image
     image = np.asarray(run.image)
     assert image[px] == np.asarray(whole)[px] and np.count_nonzero(image) == 1
+
+
+@pytest.mark.parametrize("mode", [["--c-parity"], []])
+def test_osc_zero_with_a_phistep_is_refused(tmp_path, monkeypatch, capsys, mode):
+    """-osc 0 -phistep 0.2: nanoBragg.c's ceil(osc/phistep) = 0 phi steps, so it divides by
+    steps = 0 and writes a NaN image (inf with -water; found by the fuzzer, seed 3). We refuse it
+    in one line, exit 9, nothing written; -osc 0 alone (one step) still renders."""
+    monkeypatch.chdir(tmp_path)
+    base = ["-cell", "70", "70", "70", "90", "90", "90", "-default_F", "100", "-N", "5",
+            "-detpixels", "16", "-distance", "80", "-oversample", "1", "-floatfile", "f.bin",
+            "-nonoise", "-nopgm", "-noprogress", "-intfile", "i.img"]
+    assert main([*mode, *base, "-osc", "0", "-phistep", "0.2"]) == 9
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("nanobragg: error: -osc 0 with -phistep 0.2")
+    assert list(tmp_path.iterdir()) == []
+    assert main([*mode, *base, "-osc", "0"]) == 0
+    assert np.isfinite(np.fromfile(tmp_path / "f.bin", dtype="<f4")).all()
