@@ -156,3 +156,21 @@ def test_suite_random_runs_the_drawn_cases_and_prints_each_failure_as_one_comman
         assert command.endswith(c.command)
         assert lines[at + 1].strip().startswith("first_divergence=")
     assert f"  {len(with_cell)} failed: first_divergence=" in out
+
+
+def test_failures_are_counted_by_kind():
+    from nanobragg_cli.cbin import BinaryRun
+    from nanobragg_cli.cbin_check import BinaryCheck
+    from nanobragg_cli.cbin_cli import failure_kind
+
+    def check(error, image):
+        chk = BinaryCheck("nb", [], [], Path("."), True, error=error)
+        chk.c_run = BinaryRun([], 0, "", "", {"float": np.asarray(image, "<f4").tobytes()})
+        return chk
+
+    refused = "our run failed: -osc 0 with -phistep 0.2: no phi step to render"
+    assert failure_kind(check(refused, [np.nan, np.nan])) == \
+        "refused by validation (the binary's image is NaN/inf)"
+    assert failure_kind(check(refused, [0.0, 1.0])).endswith("finite: a real image we refuse)")
+    assert failure_kind(check("our run crashed: RuntimeError: x", [0.0])) == "our run crashed"
+    assert failure_kind(check("the binary exited with status 9: x", [0.0])) == "binary failed"
