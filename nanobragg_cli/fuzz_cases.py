@@ -238,7 +238,7 @@ def _area_misset(d):
 
 def _area_N(d):
     if d.chance(0.5):
-        d.add("-N", d.rng.randint(1, 15))
+        d.add("-N", d.pick(*range(1, 16), 0))       # -N 0: one cell, as in nanoBragg.c
     else:
         for f in d.rng.sample(("-Na", "-Nb", "-Nc"), d.rng.randint(1, 3)):
             d.add(f, d.rng.randint(1, 15))
@@ -258,7 +258,8 @@ def _area_phi(d):
     if d.chance(0.7):
         d.add("-osc", d.pick("0", "0.1", "0.5", "1", d.uniform(0, 3, 3)))
     if d.chance(0.6):
-        d.add("-phisteps", d.budget("phi", r.randint(1, 4)))
+        n = r.randint(0, 4)
+        d.add("-phisteps", d.budget("phi", n) if n else 0)      # 0 means 1
     elif d.chance(0.3):
         d.add("-phistep", d.pick("0.05", "0.2", "0.5"))
         d.steps["phi"] = 4
@@ -306,7 +307,7 @@ def _area_dispersion(d):
 
 
 def _area_oversample(d):
-    d.add("-oversample", d.budget("sub", d.rng.randint(1, 3)))
+    d.add("-oversample", d.budget("sub", d.rng.randint(1, 3)) if d.chance(0.9) else 0)
     for f in ("-oversample_polar", "-oversample_omega"):
         if d.chance(0.3):
             d.add(f)
@@ -341,7 +342,9 @@ def _area_polarization(d):
     elif what < 0.6:
         d.add("-nopolar")
     if d.chance(0.5):
-        d.add("-polar_vector", *d.vector())
+        # sometimes along the beam (nanoBragg.c's zero-vector unitize, issue 12 cause 2)
+        along = ["1", "0", "0"] if d.beam_x else ["0", "0", "1"]
+        d.add("-polar_vector", *(along if d.chance(0.15) else d.vector()))
 
 
 def _area_convention(d):
@@ -409,7 +412,8 @@ def _area_roi(d):
 
 
 def _area_noise(d):
-    d.add("-seed", d.pick(str(d.rng.randint(1, 10 ** 6)), "1", "-7", str(-d.rng.randint(1, 999))))
+    d.add("-seed", d.pick(str(d.rng.randint(1, 10 ** 6)), "1", "0", "-7",
+                          str(-d.rng.randint(1, 999))))
 
 
 def _area_intensity(d):
