@@ -61,6 +61,8 @@ class _Draw:
         self.groups, self.files, self.areas = [], {}, []
         self.pixels = (32, 32)          # (fast, slow) of the detector
         self.beam_x = True              # the beam runs along +x (MOSFLM/DENZO) or +z
+        self.cell_max = 120.0           # longest cell edge (Å), for the automatic oversampling
+        self.header = {}                # keys of a -img/-mask header
         self.steps = {"sub": 1, "phi": 1, "mosaic": 1, "div": 1, "disp": 1, "thick": 1}
 
     def add(self, *tokens) -> None:
@@ -204,6 +206,7 @@ def _crystal(d: _Draw, lambda_A: float) -> None:
             "tric": (a, rng.uniform(30, 120), rng.uniform(30, 120), rng.uniform(70, 110),
                      rng.uniform(70, 110), rng.uniform(70, 110))}[kind]
     cell_tokens = ["-cell"] + [_num(x, 5) for x in cell]
+    d.cell_max = max(cell[:3]) * 1.05
     use_mat = d.chance(0.3)
     if use_mat:
         d.areas.append("matrix")
@@ -447,6 +450,7 @@ def _header_keys(d) -> dict:
                  ("TWOTHETA", d.pick("0", "5"))):
         if d.chance(0.6):
             keys[k] = v
+    d.header.update(keys)
     return keys
 
 
@@ -490,6 +494,36 @@ _P = {"misset": 0.5, "N": 0.8, "xtal_size": 0.1, "phi": 0.5, "mosaic": 0.4, "div
       "dmin": 0.15}
 
 
+def _auto_oversample(d: _Draw) -> int:
+    """An upper estimate of nanoBragg.c's automatic oversampling, ceil(3·crystal size·pixel /
+    (λ·distance)), from the flags and header drawn (the smallest distance and wavelength, the
+    largest pixel, crystal size and cell named anywhere)."""
+    vals = {}
+    for g in d.groups:
+        vals.setdefault(g[0], []).append(g[1:])
+    first = lambda flags: [float(v[0]) for f in flags for v in vals.get(f, []) if v]
+    N = max(first(("-N", "-Na", "-Nb", "-Nc")) + [1.0])
+    size_m = max([N * d.cell_max * 1e-10]
+                 + [x * 1e-3 for x in first(("-xtalsize", "-xtal_size", "-samplesize",
+                                              "-xtal_thick", "-sample_thick"))])
+    pixel = max(first(("-pixel",)) + [float(d.header.get("PIXEL_SIZE", 0.1)), 0.1]) * 1e-3
+    dist = min(first(("-distance", "-close_distance"))
+               + [float(d.header.get("DISTANCE", 100)), 100.0]) * 1e-3
+    lam = min(first(("-lambda",)) + [12398.42 / e for e in first(("-energy",))]
+              + [float(d.header.get("WAVELENGTH", 1.0)), 1.0]) * 1e-10
+    return max(1, math.ceil(3.0 * size_m * pixel / (lam * dist)))
+
+
+def _bound_auto_oversample(d: _Draw) -> None:
+    """Keep nanoBragg.c's automatic oversampling (no -oversample, or 0) only where it stays
+    within the per-case cost; else give an explicit small one."""
+    d.steps["sub"] = 1
+    if _auto_oversample(d) ** 2 * d.cost() <= MAX_STEPS:
+        return
+    d.groups = [g for g in d.groups if g[0] != "-oversample"]
+    d.add("-oversample", d.budget("sub", d.rng.randint(1, 2)))
+
+
 def draw_case(seed: int, index: int) -> FuzzCase:
     """Case ``index`` of ``seed`` (independent of how many cases are drawn)."""
     rng = random.Random(f"nanobragg-fuzz:{seed}:{index}")
@@ -528,7 +562,9 @@ def draw_case(seed: int, index: int) -> FuzzCase:
         else:
             _SIMPLE[area](d)
     if "oversample" not in areas and rng.random() < 0.7:
-        d.add("-oversample", 1)     # else nanoBragg.c's automatic choice (bounded by the cell)
+        d.add("-oversample", 1)
+    if not any(g[0] == "-oversample" and g[1] != "0" for g in d.groups):
+        _bound_auto_oversample(d)
     if "noise" not in areas and rng.random() < 0.5:
         d.add("-nonoise")
     groups = d.groups
