@@ -196,11 +196,17 @@ def suite_random(binary: str, n: int, seed: int, *, start: int, c_parity: bool, 
             click.echo(f"  minimal: {one_line(shrunk.flags)}")
 
     t0 = time.perf_counter()
-    passed = _check_cases(binary, cases, folder, c_parity=c_parity, dtype=dtype, device=device,
-                          do_shrink=do_shrink, out=out and Path(out) / f"random_{seed}",
-                          describe=lambda case: f"nanobragg suite --c-bin {binary} --random "
-                                                f"{n} --seed {seed} --start {start} "
-                                                f"(case {case.name})", on_fail=on_fail)
+    try:
+        passed = _check_cases(binary, cases, folder, c_parity=c_parity, dtype=dtype,
+                              device=device, do_shrink=do_shrink,
+                              out=out and Path(out) / f"random_{seed}",
+                              describe=lambda case: f"nanobragg suite --c-bin {binary} --random "
+                                                    f"{n} --seed {seed} --start {start} "
+                                                    f"(case {case.name})", on_fail=on_fail)
+    except BaseException:        # an unusable binary, Ctrl-C: no temporary folder left behind
+        if out is None:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     click.echo(f"wall time {time.perf_counter() - t0:.1f} s for {n} cases")
     # a refusal where the binary's own image is NaN/inf is a documented difference, not a failure
     refused = sum(k.endswith("NaN/inf)") for _, k in failures)

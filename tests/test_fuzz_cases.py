@@ -182,3 +182,12 @@ def test_failures_are_counted_by_kind():
     assert failure_kind(check(refused, [0.0, 1.0])).endswith("finite: a real image we refuse)")
     assert failure_kind(check("our run crashed: RuntimeError: x", [0.0])) == "our run crashed"
     assert failure_kind(check("the binary exited with status 9: x", [0.0])) == "binary failed"
+
+
+def test_suite_random_with_a_missing_binary_is_one_error_line_and_leaves_nothing(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    code = main(["suite", "--c-bin", str(tmp_path / "nope"), "--random", "2", "--seed", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--c-bin" in err and "no such file" in err
+    assert list(tmp_path.iterdir()) == []
