@@ -436,7 +436,7 @@ def test_phi0_carryover_is_explained(golden, tmp_path):
     md = mpath.read_text()
     assert "## Explanation" in md and "--c-parity" in md
     result = compare_traces(CASES / CARRY_CASE, py)
-    assert "phi_tic=4" in result.explanation and "section 5.1" in result.explanation
+    assert "phi_tic=4" in result.explanation and "docs/differences.md" in result.explanation
 
 
 def test_phi0_carryover_also_explains_phi_lines(golden):
