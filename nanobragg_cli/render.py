@@ -94,12 +94,14 @@ def trace_pixel(scene: Scene, one: Tensor, main, row: int, killed: Tensor,
 class ChunkPlan:
     """The pixels of a render and how they are cut into chunks: pix (N,) flat indices in raster
     order; chunk: pixels per chunk; first: the --c-parity first sub-iteration (index in pix,
-    layer, sub-pixel, source) or None; starts: index in pix of each chunk's first pixel."""
+    layer, sub-pixel, source) or None; starts: index in pix of each chunk's first pixel;
+    outside: flat indices of pixels rendered only for the run's state (cleared after)."""
     scene: Scene
     pix: Tensor
     chunk: int
     first: tuple | None
     starts: list
+    outside: Tensor | None = None
 
     def stop(self, start: int) -> int:
         return min(start + self.chunk, self.pix.numel())
@@ -125,7 +127,7 @@ def plan_chunks(scene: Scene, max_memory: int, window: tuple | None = None,
         chunk = max(1, int(budget // per_pixel))
     else:
         chunk = chunk_pixels(scene, budget)
-    first = None
+    first = outside = None
     if scene.orient_first is not None:
         first = first_executed_subiteration(
             scene, pix, chunk,
@@ -135,11 +137,15 @@ def plan_chunks(scene: Scene, max_memory: int, window: tuple | None = None,
         sp, fp = pix // scene.fpixels, pix % scene.fpixels
         inside = (sp >= s0) & (sp <= s1) & (fp >= f0) & (fp <= f1)
         keep = inside.nonzero()[:, 0]
+        if scene.c_parity and scene.interpolate and keep.numel():
+            # C-parity quirk (interpolation kill-switch): the pixels before the window count
+            keep = torch.arange(int(keep[-1]) + 1, device=pix.device)
+            outside = pix[:keep.numel()][~inside[:keep.numel()]]
         if first is not None:
             hit = (keep == first[0]).nonzero()
             first = (int(hit[0, 0]),) + tuple(first[1:]) if hit.numel() else None
         pix = pix[keep]
-    return ChunkPlan(scene, pix, chunk, first, list(range(0, pix.numel(), chunk)))
+    return ChunkPlan(scene, pix, chunk, first, list(range(0, pix.numel(), chunk)), outside)
 
 
 def chunk_workers(scene: Scene, n_chunks: int, sequential: bool) -> int:
@@ -195,9 +201,9 @@ def render(scene: Scene, *, max_memory: int = DEFAULT_MAX_MEMORY,
 
     ``window`` = (slow_min, slow_max, fast_min, fast_max), inclusive, computes only those pixels
     of the run (others stay 0) while keeping the run's state as if the whole ROI were rendered:
-    the φ=0 carryover of --c-parity still starts at the run's first pixel. (With the
-    interpolation kill-switch of --c-parity, pixels before the window are not evaluated, so a
-    window is exact only if nothing before it would have switched interpolation off.)
+    the φ=0 carryover of --c-parity still starts at the run's first pixel, and under the
+    interpolation kill-switch of --c-parity every pixel before the window's last one is
+    evaluated in raster order (then cleared), since any of them may switch interpolation off.
 
     When autograd records (a differentiable scene outside ``torch.no_grad()``) the image is the
     output of :class:`nanobragg_cli.render_grad.ChunkedRender`: the forward pass is this
@@ -216,6 +222,8 @@ def render(scene: Scene, *, max_memory: int = DEFAULT_MAX_MEMORY,
         flat_image = torch.zeros(scene.spixels * scene.fpixels, dtype=scene.dtype,
                                  device=scene.device)
         omega_sum, traces, _ = forward_chunks(plan, trace_pixels, progress, flat_image, plan.pix)
+    if plan.outside is not None:
+        flat_image = flat_image.index_fill(0, plan.outside, 0.0)
     return RenderResult(image=flat_image.reshape(scene.spixels, scene.fpixels).to(scene.work_dtype),
                         omega_sum=float(omega_sum), traces=traces)
 
