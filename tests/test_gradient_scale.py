@@ -71,7 +71,12 @@ def _chunked_equals_plain(flags: str, names=NAMES):
     weights = torch.rand(sim.shape, generator=gen, dtype=torch.float64)
     image = sim.render(x, units="flag")
     ref = _reference(sim, x)
-    assert torch.equal(image.detach(), ref.detach())
+    with torch.no_grad():
+        plain = sim.render(x, units="flag")
+    # the forward pass is the plain render (the kernel's no-grad path); the one-graph reference
+    # takes the differentiable lattice-factor form, equal to rounding
+    assert torch.equal(image.detach(), plain)
+    assert _close(image.detach(), ref.detach())
     got = torch.autograd.grad((image * weights).sum(), list(x.values()))
     want = torch.autograd.grad((ref * weights).sum(), list(x.values()))
     for name, g, w in zip(names, got, want):
