@@ -194,9 +194,9 @@ def output_files(res: SimulationResult) -> list:
     """[(path, bytes)] of every image file the run writes, in nanoBragg.c's order."""
     from .outputs import float_bytes, int_bytes, noise_bytes, pgm_image_bytes
     make = {"-floatfile": lambda: float_bytes(res.image),
-            "-intfile": lambda: int_bytes(res.scene, res.image, res.intfile_scale),
+            "-intfile": lambda: int_bytes(res.cfg, res.scene, res.image, res.intfile_scale),
             "-pgmfile": lambda: pgm_image_bytes(res.scene, res.image, res.pgm_scale),
-            "-noisefile": lambda: noise_bytes(res.scene, res.noise)}
+            "-noisefile": lambda: noise_bytes(res.cfg, res.scene, res.noise)}
     return [(path, make[flag]()) for flag, path in image_outputs(res.cfg)]
 
 

@@ -21,11 +21,10 @@ SOURCE_DISTANCE = 10.0  # m, nanoBragg.c's default
 class SourceGrid:
     """directions: (S, 3) unit vectors toward the sources; wavelength_factor: (S,) multipliers of
     λ0 (None for a source file); file_lambda: (S,) wavelengths in m from a source file (None for a
-    grid); divergence_steps: number of divergence points kept by the elliptical cut."""
+    grid)."""
     directions: Tensor
     wavelength_factor: Tensor | None
     file_lambda: Tensor | None
-    divergence_steps: int
 
     def wavelengths(self, lambda0: Tensor) -> Tensor:
         """(S,) wavelengths in metres (differentiable in λ0 for a grid)."""
@@ -61,7 +60,6 @@ def source_grid(beam, polar_vector, hdivrange, hdivstep, hdivsteps, vdivrange, v
     polar_t = torch.tensor(polar_vector, **kw)
     vert = unitize(cross(beam_t, polar_t))  # zero (as in C) for a polarization along the beam
     dirs, factors = [], []
-    kept = 0
     for ih in range(hdivsteps):
         for iv in range(vdivsteps):
             hdiv = hdivstep * ih - hdivrange / 2.0
@@ -70,7 +68,6 @@ def source_grid(beam, polar_vector, hdivrange, hdivstep, hdivsteps, vdivrange, v
                 _cut_term(vdiv, vdivstep, vdivsteps, vdivrange)
             if round_div and test * 4.0 > 1.1:
                 continue
-            kept += 1
             v = -SOURCE_DISTANCE * beam_t
             v = rotate_axis(v, polar_t, vdiv)
             v = rotate_axis(v, vert, hdiv)
@@ -80,7 +77,7 @@ def source_grid(beam, polar_vector, hdivrange, hdivstep, hdivsteps, vdivrange, v
     return SourceGrid(
         directions=torch.stack(dirs).to(dtype=dtype, device=device),
         wavelength_factor=torch.tensor(factors, dtype=dtype, device=device),
-        file_lambda=None, divergence_steps=kept)
+        file_lambda=None)
 
 
 def source_file_grid(rows: np.ndarray, beam, lambda0: float, dtype, device) -> SourceGrid:
@@ -94,5 +91,4 @@ def source_file_grid(rows: np.ndarray, beam, lambda0: float, dtype, device) -> S
     dirs = torch.where(n[:, None] != 0.0, pos / torch.where(n == 0, 1.0, n)[:, None],
                        torch.zeros_like(pos))
     return SourceGrid(directions=dirs.to(dtype=dtype, device=device), wavelength_factor=None,
-                      file_lambda=torch.tensor(rows[:, 4], dtype=dtype, device=device),
-                      divergence_steps=0)
+                      file_lambda=torch.tensor(rows[:, 4], dtype=dtype, device=device))
