@@ -19,13 +19,14 @@ from .rotation import cross, dot, norm, rotate_axis, rotate_umat, rotate_xyz
 @dataclass
 class Lattice:
     """Real-space vectors a0, b0, c0 in metres (each (3,)), the regenerated reciprocal vectors
-    a*, b*, c* in Å⁻¹ (each (3,))."""
+    a*, b*, c* in Å⁻¹ (each (3,)), and the cell volume in Å³."""
     a: Tensor
     b: Tensor
     c: Tensor
     a_star: Tensor
     b_star: Tensor
     c_star: Tensor
+    V_cell: Tensor
 
     @property
     def real(self) -> Tensor:
@@ -100,7 +101,7 @@ def lattice(a_star: Tensor, b_star: Tensor, c_star: Tensor, misset=None,
     b_star = cross(c, a) * V_star
     c_star = cross(a, b) * V_star
     return Lattice(a=a * 1e-10, b=b * 1e-10, c=c * 1e-10, a_star=a_star, b_star=b_star,
-                   c_star=c_star)
+                   c_star=c_star, V_cell=V_cell)
 
 
 def phi_angles(phi0, phistep, phisteps: int, like: Tensor) -> Tensor:
