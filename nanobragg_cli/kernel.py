@@ -30,6 +30,20 @@ from .scene import Scene
 
 
 @dataclass
+class ChunkOutput:
+    """values: (P,) pixel intensities (photons); I: (P,) nanoBragg's I before scaling;
+    omega_sum: scalar Σ of the solid angles used; killed: interpolation kill-switch state after
+    the chunk (c-parity); killed_rows: (P,) that state before each pixel (for tracing);
+    detail: every evaluation's intermediates (only with ``detail=True``)."""
+    values: Tensor
+    I: Tensor
+    omega_sum: Tensor
+    killed: Tensor
+    killed_rows: Tensor | None
+    detail: "KernelDetail | None" = None
+
+
+@dataclass
 class PixelGeometry:
     """Per (T, SS, P) layer, sub-pixel and pixel, components as separate contiguous tensors:
     pos: (x, y, z) positions (m); airpath R (m); diffracted: (x, y, z) unit directions;
@@ -71,20 +85,6 @@ class KernelDetail:
     polar_pixel: Tensor
     cf_last: Tensor
     omega_pixel: Tensor
-
-
-@dataclass
-class ChunkOutput:
-    """values: (P,) pixel intensities (photons); I: (P,) nanoBragg's I before scaling;
-    omega_sum: scalar Σ of the solid angles used; killed: interpolation kill-switch state after
-    the chunk (c-parity); killed_rows: (P,) that state before each pixel (for tracing);
-    detail: every evaluation's intermediates (only with ``detail=True``)."""
-    values: Tensor
-    I: Tensor
-    omega_sum: Tensor
-    killed: Tensor
-    killed_rows: Tensor | None
-    detail: KernelDetail | None = None
 
 
 def subpixel_positions(scene: Scene, sp: Tensor, fp: Tensor) -> tuple:
