@@ -9,12 +9,14 @@ OUT    ?= out
 
 venv: $(VENV)/.installed
 
-# torch==2.13.0 first: on the development machines it installs the CPU wheel from local disk
-# (an unpinned torch would pull a multi-GB CUDA build). See README "CUDA".
+# torch==2.13.0 first: on the development machines it installs the CPU wheel from local disk;
+# elsewhere give TORCH_INDEX=https://download.pytorch.org/whl/cpu for the CPU-only build (PyPI's
+# default is the multi-GB CUDA build). See README "Quick start" and "CUDA".
+TORCH_INDEX ?=
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 

@@ -22,7 +22,7 @@ matching nanoBragg.c flag (mm, degrees, Å), see :data:`UNITS`.
 from dataclasses import dataclass, fields, replace
 import math
 import shlex
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -295,6 +295,34 @@ class Simulator:
             index = index.to(self.device)
             return image[index[:, 0], index[:, 1]]
         return image
+
+    def render_series(self, frames: int, params: SceneParams | Mapping | None = None, *,
+                      osc=None, units: str = "si", window: tuple | None = None) -> Iterator[Tensor]:
+        """The float images of a rotation series, one (slow, fast) tensor per frame, lazily.
+
+        Frame i starts at φ0 + i·osc (``osc`` default: the flags' -osc; rad, or deg with
+        ``units="flag"``; a tensor is differentiable too) and covers the flags' φ steps, like
+        :meth:`render` with ``phi0`` moved. The scene (detector, sources, structure factors,
+        mosaic domains) is built once; each frame only turns the crystal. Every frame is
+        differentiable in the tensors of ``params`` that require grad, as :meth:`render` is.
+        (The command line's --frames computes φ0 + i·osc in decimal, on the flags' text; here
+        it is tensor arithmetic, which may differ in the last bit.)
+        """
+        from .scene import rotated_scene
+        if not isinstance(frames, int) or isinstance(frames, bool) or frames < 1:
+            raise NanoBraggError(f"frames: expected a positive integer, got {frames!r}")
+        p = self._resolve(params, units)
+        if osc is None:
+            step = self._tensor(self.config.sampling.osc)
+        else:
+            step = to_si("phistep", osc) if units == "flag" else osc
+        base = self.scene(p)
+
+        def frames_iter():
+            for i in range(frames):
+                scene = rotated_scene(base, self.config, phi0=p.phi0 + i * step)
+                yield render_scene(scene, max_memory=self.max_memory, window=window).image
+        return frames_iter()
 
     def _resolve(self, params, units: str) -> SceneParams:
         if params is None:

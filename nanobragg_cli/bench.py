@@ -26,10 +26,33 @@ import time
 import click
 
 from .bench_model import (  # noqa: F401  (the data model, importable from here too)
-    FLOAT_OUT, INT_OUT, OUTPUT_FLAGS, RECORDED_C, RECORDED_C_SOURCE, SCHEMA, Benchmark, Runner,
-    RunResult, RunnerResult, Work, _golden_dir, make_workdir, resolve_work, select,
-    standard_set, supervisor_args, tiny_set)
+    FLOAT_OUT, INT_OUT, OUTPUT_FLAGS, RECORDED_C, RECORDED_C_SOURCE, SCHEMA, SERIES_OUTPUT_FLAGS,
+    Benchmark, Runner, RunResult, RunnerResult, Work, _golden_dir, make_workdir, resolve_work,
+    select, series_frames, standard_set, supervisor_args, tiny_set)
 from .errors import FlagError, NanoBraggError
+
+
+# -----------------------------------------------------------------------------------------------
+# series: ours in one process, nanoBragg.c as a loop
+
+
+def series_commands(bench: Benchmark, runner: "Runner", workdir: Path) -> tuple:
+    """(command, [(output name, expected size or None)]) of ``runner`` on series ``bench``:
+    ours in one process (--frames), C as a shell loop with one process per frame."""
+    frames = series_frames(bench.args, bench.frames, workdir)
+    expect = []
+    for f in frames:
+        out = dict(f.outputs)
+        expect += [(out["-floatfile"], "float"), (out["-intfile"], None)]
+    if runner.key != "c":
+        cmd = [*runner.prefix, *bench.args, *SERIES_OUTPUT_FLAGS, "--frames", str(bench.frames),
+               *runner.suffix]
+        return cmd, expect
+    script = workdir / "c_loop.sh"
+    lines = ["set -e"] + [shlex.join([*runner.prefix, *f.argv]) + " > /dev/null"
+                          for f in frames]
+    script.write_text("\n".join(lines) + "\n")
+    return ["sh", str(script.name)], expect
 
 
 # -----------------------------------------------------------------------------------------------
@@ -124,12 +147,16 @@ def _read_rss_kb(path: Path) -> float | None:
 
 
 def run_once(cmd: list, cwd: Path, env: dict, expect_float_bytes: int,
-             timeout: float | None = None, launcher: list | None = None) -> RunResult:
+             timeout: float | None = None, launcher: list | None = None,
+             expect: list | None = None) -> RunResult:
     """Run ``cmd`` in ``cwd``: wall time from start to exit, and the program's own peak RSS.
 
-    The previous run's images are removed first, so a run that writes nothing cannot pass."""
+    ``expect``: [(file name, "float" or None)] the run must write (default: f.bin and i.img);
+    "float" files must hold ``expect_float_bytes``. They are removed first, so a run that writes
+    nothing cannot pass."""
     launcher = launcher or rss_launcher()[0]
-    for name in (FLOAT_OUT, INT_OUT):
+    expect = expect or [(FLOAT_OUT, "float"), (INT_OUT, None)]
+    for name, _ in expect:
         with contextlib.suppress(FileNotFoundError):
             (cwd / name).unlink()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -160,10 +187,15 @@ def run_once(cmd: list, cwd: Path, env: dict, expect_float_bytes: int,
     elif rss_kb is None:
         error = "the launcher reported no peak RSS"
     else:
-        size = (cwd / FLOAT_OUT).stat().st_size if (cwd / FLOAT_OUT).exists() else None
-        if size != expect_float_bytes or not (cwd / INT_OUT).exists():
-            error = (f"exit 0 but {FLOAT_OUT} has {size} bytes (expected {expect_float_bytes})"
-                     f"{'' if (cwd / INT_OUT).exists() else f' and no {INT_OUT}'}")
+        for name, kind in expect:
+            path = cwd / name
+            size = path.stat().st_size if path.exists() else None
+            if size is None:
+                error = f"exit 0 but no {name}"
+                break
+            if kind == "float" and size != expect_float_bytes:
+                error = f"exit 0 but {name} has {size} bytes (expected {expect_float_bytes})"
+                break
     return RunResult(wall_s=wall, peak_rss_mb=(rss_kb or 0.0) / 1024.0, returncode=rc,
                      error=error, loadavg_1m=load)
 
@@ -194,26 +226,55 @@ def run_benchmark(bench: Benchmark, work: Work, workdir: Path, runners: list, re
     that a noisy neighbour hurts both alike. Returns {runner key: RunnerResult} plus, when a "c"
     runner ran, each other runner's max relative image difference from C."""
     expect = 4 * work.shape_slow_fast[0] * work.shape_slow_fast[1]
-    results = {r.key: RunnerResult(command=[*r.prefix, *bench.args, *OUTPUT_FLAGS, *r.suffix])
-               for r in runners}
-    images = {}
+    commands, files, last_float = {}, {}, {}
+    for r in runners:
+        if bench.frames:
+            commands[r.key], files[r.key] = series_commands(bench, r, workdir)
+            last_float[r.key] = [n for n, kind in files[r.key] if kind == "float"][-1]
+        else:
+            commands[r.key] = [*r.prefix, *bench.args, *OUTPUT_FLAGS, *r.suffix]
+            files[r.key], last_float[r.key] = None, FLOAT_OUT
+    results = {r.key: RunnerResult(command=commands[r.key]) for r in runners}
+    images, series = {}, {}
     for i in range(repeats):
         for r in runners:
             res = results[r.key]
             if res.runs and res.runs[-1].error:
                 continue
-            run = run_once(res.command, workdir, r.env, expect, timeout, launcher)
+            run = run_once(res.command, workdir, r.env, expect, timeout, launcher,
+                           files[r.key])
+            if bench.frames and r.key != "c" and run.error is None:
+                series[r.key] = series_note(workdir / "stdout.txt", bench.frames)
             res.runs.append(run)
             if log:
                 log(f"{bench.id} {r.label} run {i + 1}/{repeats}: "
                     + (f"{run.wall_s:.2f} s, {run.peak_rss_mb:.0f} MB" if run.error is None
                        else f"FAILED ({run.error})"))
             if i == repeats - 1 and run.error is None:
-                images[r.key] = _read_float(workdir / FLOAT_OUT, work.shape_slow_fast)
+                images[r.key] = _read_float(workdir / last_float[r.key], work.shape_slow_fast)
     diffs = {}
     if "c" in images:
         diffs = {k: max_rel_diff(img, images["c"]) for k, img in images.items() if k != "c"}
-    return {"results": results, "diff_vs_c": diffs}
+    out = {"results": results, "diff_vs_c": diffs}
+    if bench.frames:
+        out["series"] = series
+    return out
+
+
+def series_note(stdout: Path, frames: int) -> dict | None:
+    """Our series run's own account: {"frames", "setup_s", "per_frame_s"} from its summary line
+    (``series: N frames rendered in T s (set-up S s, F s per frame)``)."""
+    import re
+    try:
+        text = stdout.read_text(errors="replace")
+    except OSError:
+        return None
+    m = re.search(r"series: (\d+) frames rendered in ([\d.]+) s \(set-up ([\d.]+) s, "
+                  r"([\d.e+-]+) s per frame\)", text)
+    if not m:
+        return None
+    return {"frames": int(m.group(1)), "in_process_s": float(m.group(2)),
+            "setup_s": float(m.group(3)), "per_frame_s": float(m.group(4))}
 
 
 def _default_threads() -> int:
@@ -240,7 +301,7 @@ def run_suite(benchmarks: list, *, threads: int, repeats: int, dtypes: list, dev
         runners += [c] if c else []
         for bench in benchmarks:
             workdir = make_workdir(Path(tmp), bench, golden)
-            work = resolve_work(bench.args, workdir)
+            work = resolve_work(bench.args, workdir, bench.frames)
             if log:
                 log(f"{bench.id}: {work.evaluations / 1e6:.3g} M sub-pixel evaluations")
             outcome = run_benchmark(bench, work, workdir, runners, repeats, timeout, log, launcher)
@@ -298,6 +359,10 @@ def bench_command(ids, repeats, dtypes, device, threads, extra, c_bin, json_path
     B3  2463x2527 detector, -N 10, -oversample 1
     B4  the supervisor command of the golden corpus (needs it: NB_GOLDEN_DIR)
     All with -floatfile f.bin -intfile i.img -nopgm -nonoise -noprogress.
+    Series (only when named, e.g. --set S1,S2): ours = one --frames process, C = a shell loop
+    with one process per frame (each frame's own -phi), same frames and threads:
+    S1  100 frames of B1 with -osc 0.1 -phisteps 2
+    S2  10 frames of the supervisor command with -osc 0.1 -phisteps 10
     """
     try:
         extra_args = shlex.split(extra)

@@ -26,6 +26,10 @@ _B1 = ("-cell 100 100 100 90 90 90 -default_F 100 -N 5 -lambda 1 -distance 100 "
 _B3 = ("-cell 100 100 100 90 90 90 -default_F 100 -N 10 -lambda 1 -distance 100 "
        "-detpixels_x 2463 -detpixels_y 2527 -pixel 0.1 -oversample 1")
 _MOSAIC_PHI = "-mosaic 0.5 -mosaic_domains 10 -phisteps 5 -osc 0.5"
+_SERIES_S1 = "-osc 0.1 -phisteps 2"
+_SERIES_S2 = "-osc 0.1 -phisteps 10"
+SERIES_OUTPUT_FLAGS = ("-floatfile", "f_###.bin", "-intfile", "i_###.img", "-nopgm", "-nonoise",
+                       "-noprogress")
 _TINY = ("-cell 100 100 100 90 90 90 -default_F 100 -N 5 -lambda 1 -distance 100 "
          "-detpixels 64 -pixel 0.1")
 
@@ -44,10 +48,13 @@ RECORDED_C = {
 
 @dataclass(frozen=True)
 class Benchmark:
-    """One benchmark: nanoBragg.c flags without output flags (paths relative to its folder)."""
+    """One benchmark: nanoBragg.c flags without output flags (paths relative to its folder).
+    ``frames`` > 0: a rotation series of that many frames (ours: one ``--frames`` process; C: a
+    shell loop, one process per frame, with each frame's own command line)."""
     id: str
     title: str
     args: tuple
+    frames: int = 0
 
 
 @dataclass
@@ -60,6 +67,7 @@ class Work:
     phi_steps: int
     thick_steps: int
     shape_slow_fast: tuple
+    frames: int = 1
 
     @property
     def evals_per_pixel(self) -> int:
@@ -68,7 +76,7 @@ class Work:
 
     @property
     def evaluations(self) -> int:
-        return self.pixels * self.evals_per_pixel
+        return self.pixels * self.evals_per_pixel * self.frames
 
 
 @dataclass
@@ -135,7 +143,14 @@ def standard_set(golden: Path) -> dict:
                         tuple(f"{_B1} {_MOSAIC_PHI}".split())),
         "B3": Benchmark("B3", "2463×2527, N=10, oversample 1", tuple(_B3.split())),
         "B4": None,
+        "S1": Benchmark("S1", "series: 100 frames of B1, -osc 0.1 -phisteps 2",
+                        tuple(f"{_B1} {_SERIES_S1}".split()), frames=100),
+        "S2": None,
     }
+
+
+# the benchmarks a bare `nanobragg bench` runs (the series ones are asked for by name)
+DEFAULT_SET = ("B1", "B2", "B3", "B4")
 
 
 def tiny_set() -> dict:
@@ -145,13 +160,16 @@ def tiny_set() -> dict:
         "T2": Benchmark("T2", "T1 + 2 mosaic domains × 2 φ steps",
                         tuple(f"{_TINY} -mosaic 0.5 -mosaic_domains 2 -phisteps 2 -osc 0.5"
                               .split())),
+        "T3": Benchmark("T3", "series: 3 frames of T1, -osc 0.1 -phisteps 2",
+                        tuple(f"{_TINY} {_SERIES_S1}".split()), frames=3),
     }
 
 
 def select(ids: str | None, tiny: bool, golden: Path) -> list:
     """The benchmarks named in ``ids`` ("B1,B3"), or the whole set."""
     table = tiny_set() if tiny else standard_set(golden)
-    wanted = list(table) if not ids else [x.strip().upper() for x in ids.split(",") if x.strip()]
+    default = [x for x in table if x in DEFAULT_SET] if not tiny else list(table)
+    wanted = default if not ids else [x.strip().upper() for x in ids.split(",") if x.strip()]
     unknown = [x for x in wanted if x not in table]
     if unknown or not wanted:
         raise FlagError(f"--set: unknown benchmark {', '.join(unknown) or '(none)'} "
@@ -165,6 +183,10 @@ def select(ids: str | None, tiny: bool, golden: Path) -> list:
         if bid == "B4":
             out.append(Benchmark("B4", "supervisor command (golden case), 2463×2527, 10 φ",
                                  supervisor_args(golden)))
+        elif bid == "S2":
+            out.append(Benchmark("S2", "series: 10 frames of the supervisor command, "
+                                 "-osc 0.1 -phisteps 10",
+                                 supervisor_args(golden) + tuple(_SERIES_S2.split()), frames=10))
         else:
             out.append(table[bid])
     return out
@@ -180,7 +202,7 @@ def make_workdir(root: Path, bench: Benchmark, golden: Path) -> Path:
     return work
 
 
-def resolve_work(args: tuple, workdir: Path) -> Work:
+def resolve_work(args: tuple, workdir: Path, frames: int = 0) -> Work:
     """Resolve ``args`` with our own config code (CPU, float64) and count the work."""
     from .render import rendered_pixels
     from .scene import build_scene
@@ -191,4 +213,14 @@ def resolve_work(args: tuple, workdir: Path) -> Work:
         pixels = int(rendered_pixels(scene).numel())
     return Work(pixels=pixels, oversample=scene.oversample, sources=scene.n_src,
                 mosaic_domains=scene.n_mos, phi_steps=scene.n_phi, thick_steps=scene.thicksteps,
-                shape_slow_fast=(scene.spixels, scene.fpixels))
+                shape_slow_fast=(scene.spixels, scene.fpixels), frames=max(1, frames))
+
+
+def series_frames(args: tuple, frames: int, workdir: Path) -> list:
+    """The frames of a series benchmark (our own plan: each frame's single-image flags)."""
+    from .series import SeriesOptions, plan_series, series_templates
+    from .simulate import prepare, split_tool_options
+    nb, tool = split_tool_options(list(args) + list(SERIES_OUTPUT_FLAGS))
+    with contextlib.chdir(workdir):
+        cfg = prepare(nb)
+    return plan_series(nb, cfg, SeriesOptions(frames=frames), series_templates(nb, tool))

@@ -114,8 +114,21 @@ def build_report(settings: dict, machine: dict, entries: list) -> dict:
             "ratio_basis": "c (this run)" if c_med else ("c_recorded" if rec else None),
             "ratios": ratios,
             "max_rel_diff_vs_c": outcome.get("diff_vs_c", {}),
+            "series": _series_json(outcome, runs, work) if "series" in outcome else None,
         })
     return {"schema": SCHEMA, "settings": settings, "machine": machine, "benchmarks": out}
+
+
+def _series_json(outcome: dict, runs: dict, work) -> dict:
+    """Per-frame figures of a series benchmark: ours from its own summary line (set-up and
+    per-frame render time inside the one process), C's wall time divided by the frames."""
+    out = {"frames": work.frames, "ours": outcome["series"]}
+    c_med = runs.get("c", {}).get("median_s")
+    out["c_per_frame_s"] = None if not c_med else c_med / work.frames
+    for key, r in runs.items():
+        if key != "c" and r["median_s"]:
+            out.setdefault("ours_wall_per_frame_s", {})[key] = r["median_s"] / work.frames
+    return out
 
 
 def _fmt_s(x):
@@ -203,7 +216,21 @@ def work_lines(report: dict) -> list:
                    f"sub-pixels × {w['sources']} source(s) × {w['mosaic_domains']} mosaic × "
                    f"{w['phi_steps']} φ" + (f" × {w['thick_steps']} layers"
                                             if w["thick_steps"] > 1 else "")
+                   + (f" × {w['frames']} frames" if w.get("frames", 1) > 1 else "")
                    + f" = {w['evaluations'] / 1e6:.3g} M evaluations")
+        series = b.get("series")
+        if series:
+            parts = []
+            for key, note in (series.get("ours") or {}).items():
+                if note:
+                    parts.append(f"ours {key.removeprefix('py-')}: one process, set-up "
+                                 f"{note['setup_s']:.2f} s, {note['per_frame_s']:.3g} s per frame "
+                                 f"({note['in_process_s']:.3g} s in process)")
+            if series.get("c_per_frame_s"):
+                parts.append(f"nanoBragg.c loop: {series['c_per_frame_s']:.3g} s per frame "
+                             "(one process per frame)")
+            if parts:
+                out.append(f"{b['id']} per frame: " + "; ".join(parts))
     return out
 
 

@@ -18,7 +18,7 @@ import sys
 from . import __version__
 from .errors import NanoBraggError
 
-SUBCOMMANDS = ("compare", "parity", "suite", "bench", "golden")
+SUBCOMMANDS = ("compare", "parity", "suite", "bench", "golden", "batch")
 # a subcommand whose click command lives in a module not named after it
 SUBCOMMAND_MODULES = {"golden": "golden_make"}
 HELP = ("-h", "--help", "-help")
@@ -84,7 +84,12 @@ def main(argv: list | None = None) -> int:
     written: list = []
     old_term = None
     try:
-        if not argv or argv[0] in HELP:
+        if not argv:   # as nanoBragg.c: its usage on stdout, exit 9
+            from .c_usage import usage_lines
+            print("\n".join(usage_lines(os.path.exists("Fdump.bin"))))
+            return _err("no crystal and no structure factors given (nanoBragg.c's usage is "
+                        "above; 'nanobragg --help' describes every flag and this tool's options)")
+        if argv[0] in HELP:
             from .help import print_help
             print_help()
             return 0
@@ -106,6 +111,10 @@ def main(argv: list | None = None) -> int:
             old_term = signal.signal(signal.SIGTERM, _on_sigterm)
         except ValueError:  # not the main thread (an embedding application): leave it alone
             old_term = None
+        from .series import wants_series
+        if wants_series(argv):   # --frames N: many images in one run
+            from .series_run import series_main
+            return series_main(argv, written)
         return simulate_main(argv, written)
     except NanoBraggError as err:
         return _err(str(err), err.exit_code)

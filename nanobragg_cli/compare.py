@@ -36,6 +36,7 @@ from .tracefmt import (
     is_integer_key,
     key_stats,
     load_trace,
+    read_trace_text,
 )
 
 __all__ = [
@@ -46,6 +47,9 @@ __all__ = [
     "compare_traces",
     "compare_command",
 ]
+
+UNLIMITED_WIDTH = 10000   # a pipe or file without COLUMNS: the natural width
+
 
 # ---------------------------------------------------------------------------------------------
 # comparison
@@ -182,8 +186,21 @@ def compare_traces(c_text_or_path: str | os.PathLike, py_text_or_path: str | os.
     """
     c_records, c_name = load_trace(c_text_or_path, prefer="C")
     py_records, py_name = load_trace(py_text_or_path, prefer="PY")
-    return compare_records(c_records, py_records, rtol=rtol, atol=atol,
-                           c_name=c_name, py_name=py_name)
+    result = compare_records(c_records, py_records, rtol=rtol, atol=atol,
+                             c_name=c_name, py_name=py_name)
+    note_different_pixels(result, read_trace_text(c_text_or_path)[0],
+                          read_trace_text(py_text_or_path)[0])
+    return result
+
+
+def note_different_pixels(result: CompareResult, c_text: str, py_text: str) -> str | None:
+    """Put the different-pixels message first among the explanations (and return it)."""
+    from .known_differences import different_pixels
+    message = different_pixels(c_text, py_text)
+    if message:
+        result.quirks.insert(0, {"name": "different_pixels", "text": message})
+        result.explanation = "\n".join(q["text"] for q in result.quirks)
+    return message
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,10 +248,18 @@ def compare_command(ctx, c_trace, py_trace, rtol, atol, json_path, md_path, show
         _fail_input(ctx, str(err))
     result = compare_records(c_records, py_records, rtol=rtol, atol=atol,
                              c_name=c_name, py_name=py_name)
+    pixels = note_different_pixels(result, read_trace_text(Path(c_trace))[0],
+                                   read_trace_text(Path(py_trace))[0])
 
     out = sys.stdout
-    width = None if out.isatty() else max(160, int(os.environ.get("COLUMNS", "0") or 0))
+    # COLUMNS first (a terminal, or a log of a chosen width), else the terminal's; a pipe or
+    # file without COLUMNS gets the natural width (one line per record, for grep and logs)
+    columns = os.environ.get("COLUMNS", "")
+    width = int(columns) if columns.isdigit() and int(columns) > 0 else (
+        None if out.isatty() else UNLIMITED_WIDTH)
     console = Console(file=out, highlight=False, width=width, soft_wrap=False)
+    if pixels:
+        click.echo(pixels)
     render_table(result, console, show_all=show_all)
     for path, write in ((json_path, lambda fh: (json.dump(to_json(result), fh, indent=1,
                                                           allow_nan=False), fh.write("\n"))),

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
+from . import known_differences
 from .tracefmt import TraceRecord
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ def _fmt_tic(v: float) -> str:
 
 
 def quirk_phi0_carryover(ctx: QuirkContext) -> str | None:
-    """nanoBragg.c's φ=0 carryover (nanoBragg_c.md §5.1)."""
+    """nanoBragg.c's φ=0 carryover (docs/differences.md, difference #1)."""
     if not (ctx.row.key in PHI_DEPENDENT_KEYS or ctx.row.key.startswith("PHI.")):
         return None
     ev = _carryover_evidence(ctx.c_records)
@@ -107,7 +108,7 @@ def quirk_phi0_carryover(ctx: QuirkContext) -> str | None:
         return None
     ln, other = ev["line"], ev["reused"]
     return (
-        f"Known nanoBragg.c quirk (phi=0 carryover, nanoBragg_c.md section 5.1): the C trace "
+        f"Known nanoBragg.c quirk (phi=0 carryover, #1 in docs/differences.md): the C trace "
         f"shows TRACE_C_PHI phi_tic={_fmt_tic(ln['phi_tic'])} at phi_deg=0 with k_frac and "
         f"F_latt bit-for-bit equal to phi_tic={_fmt_tic(other['phi_tic'])} "
         f"(k_frac={ln['k_frac']:.15g}, F_latt={ln['F_latt']:.15g}; {ev['steps']} phi steps). "
@@ -142,4 +143,12 @@ def quirk_scattering_vec_units(ctx: QuirkContext) -> str | None:
 QUIRK_DETECTORS: list[Callable[[QuirkContext], str | None]] = [
     quirk_phi0_carryover,
     quirk_scattering_vec_units,
+    known_differences.quirk_per_source_polarization,
+    known_differences.quirk_oversample_factors,
+    known_differences.quirk_sensor_layers,
+    known_differences.quirk_water_background,
+    known_differences.quirk_sincg_next_to_integer,
+    known_differences.quirk_oversample_thick_without_sensor,
+    known_differences.quirk_hkl_read_by_fscanf,
+    known_differences.quirk_polarization_along_the_beam,
 ]

@@ -66,50 +66,26 @@ def _shown_rows(result: CompareResult, show_all: bool) -> list[CompareRow]:
 #: rich's layout costs about 1 ms a row, too slow for traces with thousands of records.
 RICH_TABLE_MAX_ROWS = 400
 
-_HEADERS = ("key", "#", "C", "Py", "|Δ|", "rel Δ", "ok")
-_RIGHT = {1, 4, 5}
-
-
-def _plain_table(rows: list[CompareRow]) -> str:
-    cells = [list(_HEADERS)] + [_row_cells(r) for r in rows]
-    widths = [max(len(c[k]) for c in cells) for k in range(len(_HEADERS))]
-
-    def fmt(c: list[str]) -> str:
-        return "  ".join(c[k].rjust(widths[k]) if k in _RIGHT else c[k].ljust(widths[k])
-                         for k in range(len(c))).rstrip()
-
-    lines = [fmt(cells[0]), "  ".join("-" * w for w in widths)]
-    lines += [fmt(c) for c in cells[1:]]
-    return "\n".join(lines)
-
-
 def render_table(result: CompareResult, console=None, show_all: bool = False) -> None:
     """Print the comparison as a rich table, then the summary and any explanation.
 
     By default the rows up to and including the first divergence are shown (all rows when
-    there is none); ``show_all`` shows every row. Tables longer than
+    there is none); ``show_all`` shows every row. The layout fits the console's width without
+    breaking a number (:mod:`nanobragg_cli.compare_layout`); tables longer than
     :data:`RICH_TABLE_MAX_ROWS` are printed as plain aligned text, one line per record. The
     ``first_divergence=`` line is *not* printed here (the command prints it last).
     """
     from rich.console import Console
-    from rich.table import Table
     from rich.text import Text
+
+    from .compare_layout import print_rows
 
     if console is None:
         console = Console(highlight=False)
     rows = _shown_rows(result, show_all)
     title = f"C: {result.c_name}   Py: {result.py_name}"
-    if len(rows) > RICH_TABLE_MAX_ROWS:
-        console.print(Text(title), soft_wrap=True)
-        console.print(Text(_plain_table(rows)), soft_wrap=True)
-    else:
-        table = Table(title=title, title_justify="left")
-        for k, name in enumerate(_HEADERS):
-            table.add_column(name, justify="right" if k in _RIGHT else "left", overflow="fold")
-        for row in rows:
-            style = None if row.ok else "bold red"
-            table.add_row(*(Text(cell) for cell in _row_cells(row)), style=style)
-        console.print(table)
+    print_rows(console, title, [_row_cells(r) for r in rows], [not r.ok for r in rows],
+               RICH_TABLE_MAX_ROWS)
     hidden = len(result.rows) - len(rows)
     if hidden:
         console.print(Text(f"({hidden} further records not shown; use --all to show them)"))

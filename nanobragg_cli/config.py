@@ -169,6 +169,9 @@ class Config:
     sampling: SamplingConfig
     output: OutputConfig
     warnings: tuple = field(default_factory=tuple)
+    # nanoBragg.c's own lines that depend on the flags as given: ((stage, line), ...), stage
+    # "flags" (before its banner), "sampling" (after it), "interpolation"; see c_stdout.py
+    c_notes: tuple = field(default_factory=tuple)
 
 
 def _steps_rule(steps, rng, step, auto_range):
@@ -285,6 +288,8 @@ def resolve(raw: RawOptions) -> Config:
     interpolate = o.interpolate
     if interpolate > 1:
         interpolate = 1 if (o.Na <= 2 or o.Nb <= 2 or o.Nc <= 2) else 0
+        o.c_notes.append(("interpolation", "auto-selected tricubic interpolation of structure "
+                          "factors" if interpolate else "auto-selected no interpolation"))
 
     beamcfg = BeamConfig(
         lambda0=o.lambda0, fluence=fluence, flux=flux, exposure=o.exposure, beamsize=beamsize,
@@ -318,7 +323,7 @@ def resolve(raw: RawOptions) -> Config:
         seed_given=o.seed_given, progress=o.progress, printout=o.printout,
         printout_pixel=o.printout_pixel, trace_pixel=o.trace_pixel)
     return Config(detector=detector, beam=beamcfg, crystal=crystal, sampling=sampling,
-                  output=output, warnings=tuple(o.warnings))
+                  output=output, warnings=tuple(o.warnings), c_notes=tuple(o.c_notes))
 
 
 def _detector_size(o: RawOptions) -> tuple:
@@ -354,8 +359,14 @@ def _beam_intensity(o: RawOptions) -> tuple:
             raise FlagError("-beamsize: must be positive when -flux is given")
         fluence = o.flux * o.exposure / beamsize / beamsize
     if beamsize >= 0:
-        sample_y = min(sample_y, beamsize) if beamsize < sample_y else sample_y
-        sample_z = min(sample_z, beamsize) if beamsize < sample_z else sample_z
+        if beamsize < sample_y:
+            o.c_notes.append(("flags", "WARNING: clipping sample (%g m high) with beam (%g m)"
+                              % (sample_y, beamsize)))
+            sample_y = beamsize
+        if beamsize < sample_z:
+            o.c_notes.append(("flags", "WARNING: clipping sample (%g m wide) with beam (%g m)"
+                              % (sample_z, beamsize)))
+            sample_z = beamsize
     flux = fluence / o.exposure * beamsize * beamsize if o.exposure > 0.0 else o.flux
     return fluence, beamsize, flux, sample_y, sample_z
 
@@ -475,17 +486,25 @@ def _sampling(o: RawOptions) -> tuple:
     mu = o.detector_mu
     if thick > 0.0 and mu < 0.0:
         mu = 1.0 / thick
+        o.c_notes.append(("sampling", "WARNING: setting detector attenuation depth to %g m" % mu))
     spread, domains = o.mosaic_spread, o.mosaic_domains
     if domains <= 0:
         if spread < 0.0:
             domains, spread = 1, 0.0
         else:
             domains = 1 if spread == 0.0 else 10
+            if spread != 0.0:
+                o.c_notes.append(("sampling", "WARNING: finite mosaicity with only one domain! "
+                                  "upping to 10 mosaic domains"))
     else:
         if spread < 0.0:
             o.warn("-mosaic_domains without -mosaic: using 1 domain, as nanoBragg.c does")
+            o.c_notes.append(("sampling", "WARNING: no mosaic spread specified.  setting "
+                              "mosaic_domains = 1"))
             spread, domains = 0.0, 1
         elif spread == 0.0:
+            o.c_notes.append(("sampling", "WARNING: zero mosaic spread specified.  setting "
+                              "mosaic_domains = 1"))
             domains = 1
     if hdivrange <= 0.0 or hdivstep <= 0.0 or hdivsteps <= 0:
         hdivsteps, hdivrange, hdivstep = 1, 0.0, 0.0

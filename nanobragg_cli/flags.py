@@ -588,6 +588,14 @@ def _take_values(flag: Flag, token: str, argv: list, i: int) -> tuple:
     return vals, i + 1 + n
 
 
+def did_you_mean(token: str) -> str:
+    """``"; did you mean -distance?"`` for a mistyped flag (closest spellings of the table)."""
+    import difflib
+    names = [n for flag in FLAGS for n in flag.names]
+    close = difflib.get_close_matches(token, names, n=2, cutoff=0.75)
+    return f"; did you mean {' or '.join(close)}?" if close else ""
+
+
 def apply_flags(argv: list, opts: RawOptions | None = None) -> RawOptions:
     """Apply nanoBragg.c flags in order to ``opts`` (a fresh RawOptions by default)."""
     opts = opts if opts is not None else RawOptions()
@@ -598,7 +606,7 @@ def apply_flags(argv: list, opts: RawOptions | None = None) -> RawOptions:
             raise FlagError(f"unexpected argument {token!r} (values must follow their flag)")
         flag = find_flag(token)
         if flag is None:
-            raise FlagError(f"{token}: unknown flag (see 'nanobragg --help')")
+            raise FlagError(f"{token}: unknown flag{did_you_mean(token)} (see 'nanobragg --help')")
         if flag.nargs == 0:
             vals, nxt = [], i + 1
         else:

@@ -24,6 +24,8 @@ SUBCOMMANDS_HELP = (
      "--c-bin PATH --cases FILE runs a case list through a binary"),
     ("golden", "make ...", "write a golden corpus from any nanoBragg binary and a case list"),
     ("bench", "...", "time our renders (and nanoBragg.c's, if given)"),
+    ("batch", "SHOTS.jsonl [-- FLAGS]", "render a shot list: one image per line "
+     "{\"id\": ..., \"flags\": ...}, its flags added to the base FLAGS"),
 )
 
 # How the values of a flag are shown, where its unit alone would not say it.

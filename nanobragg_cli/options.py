@@ -129,6 +129,8 @@ class RawOptions:
     custom_set_by: str | None = None
     convention_set_by: str | None = None
     warnings: list = field(default_factory=list)
+    # nanoBragg.c's own printed lines that depend on the flags as given: [(stage, line)]
+    c_notes: list = field(default_factory=list)
     start_time: int = field(default_factory=lambda: int(time.time()))
 
     def warn(self, message: str) -> None:

@@ -90,6 +90,7 @@ class Scene:
     capture_fraction: bool         # model the sensor's capture fraction (else every photon counts)
     mu: Tensor
     source_dirs: Tensor            # (S, 3) toward the sources
+    sources: SourceGrid            # positions and weights as nanoBragg.c prints them
     source_lambda: Tensor          # (S,) m
     wavelength: float              # -lambda (m), the nominal wavelength of -printout_pixel
     lattice: Lattice
@@ -98,6 +99,7 @@ class Scene:
     phis: Tensor                   # (Φ,) rad
     orient: Tensor                 # (Φ, M, 3, 3) real vectors per step/domain, m
     orient_first: Tensor | None    # same for the first sub-iteration (c-parity carryover)
+    umats: Tensor | None           # (M, 3, 3) mosaic rotations (turning the crystal, a series)
     sf: StructureFactors
     interpolate: bool
     shape: str
@@ -210,7 +212,9 @@ def load_structure_factors(cfg: Config, messages: list, c_parity: bool = False) 
             atomic_write_bytes(c.dumpfile, fdump_bytes(grid))
             messages.append(f"writing dump file for next time: {c.dumpfile}")
         except Exception as err:  # the cache is a convenience, as in nanoBragg.c
-            messages.append(f"WARNING: unable to open dump file: {c.dumpfile} ({err})")
+            messages.append(f"WARNING: unable to open dump file: {c.dumpfile}")
+            messages.append(f"nanobragg: warning: cannot write the structure-factor cache "
+                            f"{c.dumpfile} ({err})")
     elif os.path.exists(c.dumpfile):
         grid = read_fdump(c.dumpfile)
         hr, kr, lr = grid.ranges
@@ -219,7 +223,7 @@ def load_structure_factors(cfg: Config, messages: list, c_parity: bool = False) 
         cfg_warn = (f"no -hkl given: structure factors read from {c.dumpfile} in the current "
                     "directory (written by an earlier -hkl run), as nanoBragg.c does; this replaces "
                     "-default_F inside its index range")
-        messages.append("WARNING: " + cfg_warn)
+        messages.append("nanobragg: warning: " + cfg_warn)
     elif c.default_F == 0.0:
         raise FlagError("no structure factors: give -hkl FILE or -default_F F "
                         f"(and no {c.dumpfile} cache exists in the current directory)")
@@ -289,8 +293,6 @@ def build_scene(cfg: Config, *, mode: Mode | None = None, c_parity: bool = False
     lam0 = _t(params.wavelength, dtype, device)
 
     # φ and mosaic ------------------------------------------------------------------------
-    phis = phi_angles(_t(params.phi0, dtype, device), _t(params.phistep, dtype, device),
-                      s.phisteps, lat.a)
     umats = None
     if c.mosaic_spread > 0.0:
         umats = _mosaic_umats(c, params, kw, random)
@@ -298,11 +300,7 @@ def build_scene(cfg: Config, *, mode: Mode | None = None, c_parity: bool = False
         # nanoBragg.c draws its (identity) domain even without a spread; the draw advances the
         # random state the noise image continues from when its seed is positive (-seed -7)
         rng.mosaic_axes_angles(0.0, c.mosaic_domains, c.mosaic_seed, rng=random)
-    spindle = vec(d.spindle)
-    if c_parity:
-        orient, orient_first = carryover_orientations(lat.real, spindle, phis, umats)
-    else:
-        orient, orient_first = orientations(lat.real, spindle, phis, umats), None
+    phis, orient, orient_first = spindle_orientations(cfg, params, lat, umats, c_parity, kw)
 
     # scaling -----------------------------------------------------------------------------
     n_src = sources.directions.shape[0]
@@ -330,10 +328,11 @@ def build_scene(cfg: Config, *, mode: Mode | None = None, c_parity: bool = False
         spixels=d.spixels, oversample=oversample, subpixel_size=det.pixel_size / oversample,
         thicksteps=s.detector_thicksteps, thickstep=_t(arith.layer_thickness(s), dtype, device),
         capture_fraction=capture, mu=_t(s.detector_mu, dtype, device),
-        source_dirs=sources.directions, source_lambda=sources.wavelengths(lam0),
+        source_dirs=sources.directions, sources=sources, source_lambda=sources.wavelengths(lam0),
         wavelength=b.lambda0,
         lattice=lat, N=N, N_values=tuple(float(x) for x in N.detach().cpu()), phis=phis,
-        orient=orient, orient_first=orient_first, sf=sf, interpolate=interpolate, shape=c.shape,
+        orient=orient, orient_first=orient_first, umats=umats, sf=sf, interpolate=interpolate,
+        shape=c.shape,
         fudge=c.fudge, kahn=_t(params.polarization, dtype, device),
         unpolarized=not isinstance(params.polarization, Tensor) and params.polarization == 0.0,
         nopolar=b.nopolar,
@@ -398,8 +397,8 @@ def _crystal_size(cfg: Config, params: SceneParams, lat: Lattice, kw: dict,
                 n = float(math.ceil(size / float(norm(vecn))))
             Ns.append(max(n, 1.0))
         if min(c.Na, c.Nb, c.Nc) < 1 and not any(sz > 0 for sz in (c.sample_x, c.sample_y, c.sample_z)):
-            messages.append("WARNING: N < 1 is treated as N = 1 (nanoBragg.c cannot model an "
-                            "isolated cell)")
+            messages.append("nanobragg: warning: N < 1 is treated as N = 1 (nanoBragg.c cannot "
+                            "model an isolated cell)")
         N = torch.tensor(Ns, **kw)
     xtal = [float(norm(v).detach()) * float(n) for v, n in zip((lat.a, lat.b, lat.c), N.detach())]
     messages.append("crystal is %g x %g x %g microns" % tuple(x * 1e6 for x in xtal))
@@ -441,8 +440,9 @@ def _polar_vector(cfg: Config, c_parity: bool, messages: list) -> tuple:
     polar_vector = tuple(e_vector(torch.tensor(d.beam, dtype=torch.float64),
                                   torch.tensor(d.polar_vector, dtype=torch.float64)).tolist())
     if polar_vector != tuple(d.polar_vector):
-        messages.append("  polarization vector %g %g %g lies along the beam: using the "
-                        "E-vector %g %g %g perpendicular to it" % (*d.polar_vector, *polar_vector))
+        messages.append("nanobragg: warning: polarization vector %g %g %g lies along the beam: "
+                        "using the E-vector %g %g %g perpendicular to it"
+                        % (*d.polar_vector, *polar_vector))
     return polar_vector
 
 
@@ -460,6 +460,36 @@ def _sources(cfg: Config, polar_vector: tuple, dtype, device) -> SourceGrid:
     if sources.directions.shape[0] == 0:
         raise FlagError("-divergence: the divergence grid keeps no source")
     return sources
+
+
+def spindle_orientations(cfg: Config, params: SceneParams, lat: Lattice, umats, c_parity: bool,
+                         kw: dict) -> tuple:
+    """(phis (Φ,) rad, orient (Φ, M, 3, 3) m, orient_first or None) for the φ range that
+    ``params.phi0``/``params.phistep`` and ``cfg.sampling.phisteps`` describe (the c-parity φ=0
+    carryover included). The only part of a scene that changes between the frames of a series."""
+    phis = phi_angles(_t(params.phi0, **kw), _t(params.phistep, **kw), cfg.sampling.phisteps,
+                      lat.a)
+    spindle = torch.tensor(cfg.detector.spindle, **kw)
+    if c_parity:
+        orient, orient_first = carryover_orientations(lat.real, spindle, phis, umats)
+    else:
+        orient, orient_first = orientations(lat.real, spindle, phis, umats), None
+    return phis, orient, orient_first
+
+
+def rotated_scene(scene: Scene, cfg: Config, phi0=None) -> Scene:
+    """``scene`` turned to another spindle start angle: the φ range of ``cfg`` (same φ steps),
+    or ``phi0`` (rad, float or tensor) when given; everything else (detector, sources, structure
+    factors, mosaic domains, crystal shape) is shared, not rebuilt. (SMV headers and reports
+    read the frame's φ from ``cfg``, which the caller keeps with the frame's result.)"""
+    params = replace(scene.params, phi0=cfg.sampling.phi0 if phi0 is None else phi0)
+    kw = dict(dtype=scene.dtype, device=scene.device)
+    phis, orient, orient_first = spindle_orientations(cfg, params, scene.lattice, scene.umats,
+                                                      scene.c_parity, kw)
+    grad = isinstance(params.phi0, Tensor) and params.phi0.requires_grad
+    mode = replace(scene.mode, differentiable=scene.mode.differentiable or grad)
+    return replace(scene, params=params, phis=phis, orient=orient,
+                   orient_first=orient_first, mode=mode)
 
 
 def _mosaic_umats(c, params: SceneParams, kw, random) -> Tensor:

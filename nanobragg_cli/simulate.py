@@ -15,15 +15,15 @@ call these stages rather than re-assembling pieces:
    output is one row there and one case of :func:`run_files`.
 4. **write outputs**: :func:`write_outputs` writes every file of :func:`run_files` atomically
    (all or nothing, so an error or Ctrl-C never leaves a partial image), then the manifest.
-5. **report**: :func:`stdout_report` is the stdout report (nanoBragg-style lines, with the
-   TRACE_PY lines of -trace_pixel); :func:`trace_json_record` the --trace-json record;
+5. **report**: :func:`stdout_report` is the stdout report (nanoBragg.c's lines, built by
+   :mod:`nanobragg_cli.c_stdout` and printed as they are known by :func:`simulate_command`,
+   with the TRACE_PY lines of -trace_pixel); :func:`trace_json_record` the --trace-json record;
    :func:`notes` the stderr notes (warnings, time-based seeds).
 
 :func:`simulate_command` chains them for the command line.
 """
 
 from dataclasses import dataclass
-import math
 import os
 import sys
 import time
@@ -31,7 +31,6 @@ import time
 import numpy as np
 
 from .config import Config, resolve
-from .constants import RTD
 from .errors import NanoBraggError
 from .flags import apply_flags
 from .image_headers import apply_image_headers
@@ -68,6 +67,8 @@ def prepare_run(argv: list) -> PreparedRun:
         require_h5py()
     preflight.check_header_inputs(nb_argv)
     cfg = prepare(nb_argv)
+    from .series import check_no_templates
+    check_no_templates(nb_argv, tool)   # a '#' template without --frames
     inputs = preflight.input_files(cfg)
     preflight.check_inputs(inputs)
     preflight.check_outputs(planned_outputs(cfg, tool), inputs)
@@ -99,11 +100,18 @@ class SimulationResult:
 
 
 def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
-                   extra_trace_pixels: list = (), window: tuple | None = None) -> SimulationResult:
+                   extra_trace_pixels: list = (), window: tuple | None = None,
+                   prepared: tuple | None = None, on_setup=None,
+                   on_rendered=None) -> SimulationResult:
     """Build the scene, render, and compute every output in memory. ``extra_trace_pixels``:
     more (slow, fast) pixels to trace in the same render (``traces`` holds every traced pixel's
     (lines, record)); ``trace_lines``/``trace_record`` are those of -trace_pixel. ``window``:
-    compute only that (slow_min, slow_max, fast_min, fast_max) block (see render.render)."""
+    compute only that (slow_min, slow_max, fast_min, fast_max) block (see render.render).
+    ``prepared``: (scene, random state, setup messages) built earlier (a frame of a series),
+    used instead of building the scene from ``cfg``.
+    ``on_setup(scene, messages)`` is called once the scene is built, before rendering starts
+    (the CLI prints nanoBragg.c's set-up block there); ``on_rendered(result)`` once the image and
+    its statistics are known, before the noise image is drawn (its noise fields still empty)."""
     import torch
     from . import rng
     from .outputs import image_stats, int_scale, pgm_scale
@@ -120,10 +128,15 @@ def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
     if tool.device.startswith("cuda") and not torch.cuda.is_available():
         raise NanoBraggError("--device cuda: no CUDA device is available (torch "
                              f"{torch.__version__} sees none); use --device cpu")
-    messages = []
-    random = rng.NanoRandom()
-    scene = build_scene(cfg, mode=Mode.from_tool(tool), messages=messages, random=random)
+    if prepared is not None:
+        scene, random, messages = prepared
+    else:
+        messages = []
+        random = rng.NanoRandom()
+        scene = build_scene(cfg, mode=Mode.from_tool(tool), messages=messages, random=random)
     check_kernel_memory(scene, BYTES_PER_EVAL_INTERP if scene.interpolate else BYTES_PER_EVAL)
+    if on_setup is not None:
+        on_setup(scene, messages)
     out = cfg.output
     wanted = list(extra_trace_pixels)
     if out.trace_pixel is not None:
@@ -138,9 +151,6 @@ def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
                         scene.oversample, scene.fpixels)
     iscale = int_scale(out.intfile_scale, stats.max_I)
     pscale = pgm_scale(out.pgm_scale, iscale, stats.rmsd) if out.write_pgm else None
-    noise, photons, overloads = None, 0.0, 0
-    if out.calculate_noise:
-        noise, photons, overloads = random.noise_image(image, out.seed, out.adc, scene.roi)
     traces = {px: trace_records(scene, cap) for px, cap in result.traces.items()}
     printout = []
     if out.printout_pixel is not None:
@@ -150,13 +160,22 @@ def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
     lines, record = [], None
     if out.trace_pixel is not None and tuple(out.trace_pixel) in traces:
         lines, record = traces[tuple(out.trace_pixel)]
-    return SimulationResult(
+    res = SimulationResult(
         cfg=cfg, scene=scene, image=image, image_tensor=result.image, stats=stats,
-        intfile_scale=iscale, pgm_scale=pscale, noise=noise, noise_photons=photons,
-        overloads=overloads, trace_lines=lines, trace_record=record, traces=traces,
+        intfile_scale=iscale, pgm_scale=pscale, noise=None, noise_photons=0.0,
+        overloads=0, trace_lines=lines, trace_record=record, traces=traces,
         printout=printout,
         messages=messages,
         rendered=rendered, omega_sum=result.omega_sum, seconds=time.perf_counter() - t0)
+    if on_rendered is not None:
+        on_rendered(res)
+    if out.calculate_noise:
+        if hasattr(progress, "stage"):
+            progress.stage("noise image")
+        res.noise, res.noise_photons, res.overloads = random.noise_image(image, out.seed, out.adc,
+                                                                         scene.roi)
+        res.seconds = time.perf_counter() - t0
+    return res
 
 
 # ---- 3. the outputs of a run --------------------------------------------------------------
@@ -234,22 +253,18 @@ def trace_json_bytes(res: SimulationResult, tool: ToolOptions) -> bytes:
 
 
 def stdout_report(res: SimulationResult) -> list:
-    """What the command prints: :func:`report_lines` with, for -trace_pixel, a TRACE_CONFIG
-    line and the TRACE_PY lines before the solid-angle line."""
-    from .trace import format_lines
-    lines = report_lines(res)
-    if res.cfg.output.trace_pixel is not None:
-        at = next((i for i, ln in enumerate(lines) if ln.startswith("solid angle")), len(lines))
-        s, f = res.cfg.output.trace_pixel
-        lines[at:at] = [f"TRACE_CONFIG: tracing pixel (spixel={s}, fpixel={f})",
-                        *format_lines(res.trace_lines)]
-    return lines
+    """What the command prints (nanoBragg.c's stdout, :mod:`nanobragg_cli.c_stdout`) with, for
+    -trace_pixel, a TRACE_CONFIG line and the TRACE_PY lines before the solid-angle line."""
+    from .c_stdout import report_lines as c_report_lines
+    return c_report_lines(res)
 
 
-def notes(cfg: Config) -> list:
-    """The stderr notes before a render: flag warnings, and the time-based seeds this run uses
-    (so that it can be repeated exactly)."""
+def notes(cfg: Config, messages: list = ()) -> list:
+    """The stderr notes before a render: flag warnings, our warnings among the scene's
+    ``messages``, and the time-based seeds this run uses (so that it can be repeated exactly)."""
+    from .c_stdout import OWN_WARNING, own_warnings
     lines = [f"warning: {w}" for w in cfg.warnings]
+    lines += [f"warning: {m[len(OWN_WARNING):]}" for m in own_warnings(list(messages))]
     out, c = cfg.output, cfg.crystal
     if out.calculate_noise and not out.seed_given:
         lines.append(f"noise seed: {out.seed} (repeat with -seed {-out.seed})")
@@ -260,46 +275,9 @@ def notes(cfg: Config) -> list:
 
 
 def report_lines(res: SimulationResult) -> list:
-    """The nanoBragg-style stdout report: setup echo and the summary lines a user reads."""
-    cfg, scene, st = res.cfg, res.scene, res.stats
-    d, c, s, out = cfg.detector, cfg.crystal, cfg.sampling, cfg.output
-    g = scene.det
-    L = ["nanoBragg nanocrystal diffraction simulator (nanobragg_cli, PyTorch) "
-         + ("--c-parity" if scene.c_parity else "default mode")]
-    L.append(f"{d.convention} convention selected.")
-    L.append("pivoting detector around " + ("sample" if d.pivot == "sample" else "direct beam spot"))
-    L.extend(res.messages)
-    L.append("  %d sources, %d mosaic domains, %d phi steps from %g to %g degrees, %dx%d pixel "
-             "oversample steps" % (scene.n_src, scene.n_mos, s.phisteps, s.phi0 * RTD,
-                                   (s.phi0 + s.osc) * RTD, scene.oversample, scene.oversample))
-    L.append("  %s xtal: %.0fx%.0fx%.0f cells" % (
-        {"square": "parallelpiped", "round": "ellipsoidal", "gauss": "gaussian",
-         "tophat": "tophat-spot"}[c.shape], *[float(x) for x in scene.N.detach()]))
-    L.append("  %d initialized hkls (all others =%g)" % (scene.hkl_count, c.default_F))
-    L.append("  incident fluence: %g photons/m^2" % float(scene.fluence))
-    L.append("  distance=%g detsize=%gx%g  pixel=%g meters (%dx%d pixels)" % (
-        float(g.distance), d.detsize_f, d.detsize_s, d.pixel_size, d.fpixels, d.spixels))
-    L.append("  Xbeam=%g Ybeam=%g" % (d.Xbeam, d.Ybeam))
-    L.append("  Fbeam=%g Sbeam=%g" % (float(g.Fbeam), float(g.Sbeam)))
-    L.append("  Fclose=%g Sclose=%g" % (float(g.Fclose), float(g.Sclose)))
-    if out.calculate_noise:
-        L.append("  seed: %d" % out.seed)
-    L.extend(res.printout)
-    L.append("")
-    L.append("solid angle subtended by detector = %g steradian ( %g%% sphere)" % (
-        res.omega_sum / scene.steps, 100 * res.omega_sum / scene.steps / 4 / math.pi))
-    L.append("writing %s as %d 4-byte floats" % (out.floatfile, d.fpixels * d.spixels))
-    L.append("max_I = %g  at %g %g" % (st.max_I, st.max_x, st.max_y))
-    L.append("mean= %g rms= %g rmsd= %g" % (st.mean, st.rms, st.rmsd))
-    L.append("intfile_scale = %g" % res.intfile_scale)
-    L.append("writing %s as 2-byte integers" % out.intfile)
-    if out.write_pgm:
-        L.append("pgm_scale = %g" % res.pgm_scale)
-        L.append("writing %s as 1-byte integers" % out.pgmfile)
-    if out.calculate_noise:
-        L.append("%.0f photons on noise image (%d overloads)" % (res.noise_photons, res.overloads))
-        L.append("writing %s as 2-byte integers" % out.noisefile)
-    return L
+    """nanoBragg.c's stdout for this run (see :mod:`nanobragg_cli.c_stdout`), without trace lines."""
+    from .c_stdout import setup_lines, statistics_lines
+    return setup_lines(res.cfg, res.scene, res.messages) + list(res.printout) + statistics_lines(res)
 
 
 # ---- 4. writing, and the whole command -------------------------------------------------------
@@ -335,21 +313,29 @@ def simulate_command(argv: list, written: list | None = None) -> int:
     started, t0 = time.time(), time.perf_counter()
     written = [] if written is None else written
     run = prepare_run(argv)
-    for line in notes(run.cfg):
-        print(f"nanobragg: {line}", file=sys.stderr)
     input_records = None
     if run.tool.manifest:
         from .manifest import file_record
         input_records = [file_record(flag, path) for flag, path in run.inputs]
 
+    from .c_stdout import after_render_lines, noise_lines, setup_lines
     from .progress import RenderProgress
     show = run.cfg.output.progress if run.tool.progress is None else run.tool.progress
-    bar = RenderProgress(show)
+    bar = RenderProgress(show, plain=run.tool.progress)
+
+    def on_setup(scene, messages):
+        # printed once the inputs are read: a bad input file fails alone on stderr
+        for line in notes(run.cfg, messages):
+            print(f"nanobragg: {line}", file=sys.stderr)
+        sys.stderr.flush()
+        bar.print_stdout(setup_lines(run.cfg, scene, messages))   # before the render starts
+
     try:
-        res = run_simulation(run.cfg, run.tool, progress=bar)
+        res = run_simulation(run.cfg, run.tool, progress=bar, on_setup=on_setup,
+                             on_rendered=lambda r: bar.print_stdout(after_render_lines(r, False)))
+        bar.print_stdout(noise_lines(res))
+        bar.stage("writing files")
+        write_outputs(run, res, written, input_records=input_records, started=started, t0=t0)
     finally:
         bar.close()
-    lines = stdout_report(res)
-    write_outputs(run, res, written, input_records=input_records, started=started, t0=t0)
-    print("\n".join(lines))
     return 0

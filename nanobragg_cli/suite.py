@@ -253,6 +253,10 @@ def suite_command(ctx, golden_dir, cases, c_bin, do_shrink, out, traces, mode, f
     if golden_dir is None:
         fail("give the GOLDEN_DIR to check (e.g. tests/golden), or --c-bin PATH --cases FILE")
     golden = Path(golden_dir)
+    if not golden.exists():
+        fail(f"{golden}: the folder does not exist")
+    if not golden.is_dir():
+        fail(f"{golden}: not a folder")
     if not (golden / "cases").is_dir():
         fail(f"{golden}: not a golden corpus (no cases/ folder)")
     names = [n for chunk in cases for n in chunk.split(",") if n] or None

@@ -30,6 +30,9 @@ class ToolOptions:
     hdf5: str | None = None
     png: str | None = None
     png_scale: str = "log"
+    frames: int | None = None      # a rotation series (nanobragg_cli.series)
+    first_frame: int = 1
+    resume: bool = False
 
 
 def parse_size(flag: str, text: str) -> int:
@@ -72,6 +75,17 @@ def _path(flag: str, text: str) -> str:
     return text
 
 
+def _int_at_least(lowest: int) -> Callable:
+    def read(flag: str, text: str) -> int:
+        t = text.strip()
+        if not t.lstrip("+-").isdigit() or abs(int(t)) > 2 ** 31 - 1:
+            raise FlagError(f"{flag}: expected an integer, got {text!r}")
+        if int(t) < lowest:
+            raise FlagError(f"{flag}: must be at least {lowest}, got {text!r}")
+        return int(t)
+    return read
+
+
 @dataclass(frozen=True)
 class ToolOption:
     """One row of the table. ``field``: the ToolOptions field it sets (None: handled by
@@ -101,9 +115,10 @@ TOOL_OPTIONS = (
                _positive_int),
     ToolOption("--max-memory", "SIZE", "memory budget of the kernel's working arrays per pixel "
                "chunk, e.g. 512M or 2G (default: 256M)", "max_memory", parse_size),
-    ToolOption("--progress", "", "show the progress bar (default: on a terminal, after 1 s)",
+    ToolOption("--progress", "", "show progress: a bar on a terminal, plain lines in a log or "
+               "pipe (default: a bar on a terminal after 1 s; plain lines for runs over ~10 s)",
                "progress", const=True),
-    ToolOption("--no-progress", "", "never show the progress bar", "progress", const=False),
+    ToolOption("--no-progress", "", "never show progress", "progress", const=False),
     ToolOption("--trace-json", "FILE", "write the -trace_pixel record (with per-phi entries) as "
                "JSON", "trace_json", _path, writes=True),
     ToolOption("--manifest", "FILE", "write a JSON manifest of the run: argv, resolved "
@@ -115,6 +130,13 @@ TOOL_OPTIONS = (
                writes=True),
     ToolOption("--png-scale", "log|sqrt", "PNG brightness scale, clipped at the 99.9th "
                "percentile (default: log)", "png_scale", _choice("log", "sqrt")),
+    ToolOption("--frames", "N", "render a rotation series of N frames, frame i starting at "
+               "-phi + i*osc; output names are templates, a run of '#' becomes the frame number",
+               "frames", _int_at_least(1)),
+    ToolOption("--first-frame", "K", "with --frames: number of the first frame in the file "
+               "names (default: 1)", "first_frame", _int_at_least(0)),
+    ToolOption("--resume", "", "with --frames (or batch) and --manifest: render only the frames "
+               "whose files are missing or differ from the manifest", "resume"),
     ToolOption("--version", "", "print the version and exit"),
     ToolOption("--help", "", "print this help and exit"),
 )

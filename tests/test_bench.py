@@ -115,7 +115,7 @@ def test_failed_and_silent_runs_are_reported_not_timed(tmp_path):
     """A run that exits non-zero, or exits 0 without its images, is an error, not a time."""
     bad = fake_c(tmp_path, "bad", sleep=0, exit_code=7)
     silent = fake_c(tmp_path, "silent", sleep=0, write=False)
-    for script, expect in ((bad, "exit 7"), (silent, "exit 0 but f.bin has None bytes")):
+    for script, expect in ((bad, "exit 7"), (silent, "exit 0 but no f.bin")):
         work = tmp_path / (Path(script).name + "_work")
         work.mkdir(parents=True)
         out = bench.run_benchmark(TINY, TINY_WORK, work, [_runner(script)], repeats=3)
@@ -185,7 +185,7 @@ def test_default_set_leaves_b4_out_without_a_corpus(tmp_path, monkeypatch, capsy
 def test_unknown_benchmark_is_a_one_line_error(capsys):
     assert main(["bench", "--set", "B1,B9"]) == 9
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["nanobragg: error: --set: unknown benchmark B9 (choose from B1, B2, B3, B4)"]
+    assert err == ["nanobragg: error: --set: unknown benchmark B9 (choose from B1, B2, B3, B4, S1, S2)"]
 
 
 def test_importtime_parsing_and_phase_lookup():
@@ -204,3 +204,21 @@ def test_importtime_parsing_and_phase_lookup():
     assert phases["render (render.render)"] == (4.0, 1)
     assert phases["  kernel.render_chunk, all threads"] == (3.5, 3)
     assert phases["setup (build_scene)"] == (None, 0)
+
+
+def test_series_benchmark_beside_a_c_loop(tmp_path, monkeypatch):
+    """A series benchmark: ours in one --frames process, C as a shell loop of one process per
+    frame (each with its own -phi and file names); every frame's files are checked, and the
+    report gives the per-frame figures (ours' set-up from its own summary line)."""
+    monkeypatch.setenv("NB_C_BIN", fake_c(tmp_path, sleep=0.0, ballast_mb=1))
+    out_json = tmp_path / "bench.json"
+    assert main(["bench", "--tiny", "--set", "T3", "--repeats", "1", "--threads", "1",
+                 "--json", str(out_json), "--markdown"]) == 0
+    (b,) = json.loads(out_json.read_text())["benchmarks"]
+    assert b["work"]["frames"] == 3
+    assert b["runs"]["c"]["ok"] and b["runs"]["py-float64"]["ok"]
+    assert b["runs"]["c"]["command"][0] == "sh"
+    assert b["series"]["frames"] == 3 and b["series"]["c_per_frame_s"] > 0
+    note = b["series"]["ours"]["py-float64"]
+    assert note["frames"] == 3 and note["per_frame_s"] > 0 and note["setup_s"] > 0
+    assert bench.select("S1", False, tmp_path)[0].frames == 100

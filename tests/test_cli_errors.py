@@ -171,7 +171,7 @@ def test_negative_cell_count_names_the_axis_flag(workdir, capsys):
 def test_zero_cells_keeps_nanoBraggs_reading(workdir, capsys):
     """nanoBragg.c reads N<=1 as one cell: accepted, with a warning (not an error)."""
     assert main(BASE + ["-N", "0", "-nonoise", "-nopgm"]) == 0
-    assert "N < 1 is treated as N = 1" in capsys.readouterr().out
+    assert "N < 1 is treated as N = 1" in capsys.readouterr().err
 
 
 def test_phisteps_zero_keeps_nanoBraggs_reading(workdir, capsys):
@@ -477,6 +477,16 @@ raise SystemExit(main(sys.argv[1:]))
 """
 
 
+def _read_until(proc, marker: str) -> list:
+    """stdout lines up to ``marker`` (nanoBragg.c's set-up block comes first, flushed)."""
+    lines = []
+    for line in proc.stdout:
+        lines.append(line.rstrip("\n"))
+        if line.strip() == marker:
+            break
+    return lines
+
+
 def test_ctrl_c_during_rendering_writes_nothing(tmp_path):
     args = ["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "100", "-N", "5",
             "-detpixels", "512", "-oversample", "4", "-mosaic", "1", "-mosaic_domains", "20",
@@ -485,8 +495,8 @@ def test_ctrl_c_during_rendering_writes_nothing(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", _ANNOUNCE, *args], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        line = proc.stdout.readline()
-        assert line.strip() == "RENDERING", proc.stderr.read()
+        lines = _read_until(proc, "RENDERING")
+        assert lines and lines[-1] == "RENDERING", proc.stderr.read()
         time.sleep(0.3)
         assert proc.poll() is None, "the render finished before it could be interrupted"
         proc.send_signal(signal.SIGINT)
@@ -506,7 +516,7 @@ def test_sigterm_during_rendering_writes_nothing(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", _ANNOUNCE, *args], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout.readline().strip() == "RENDERING"
+        assert _read_until(proc, "RENDERING")[-1] == "RENDERING"
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
     finally:

@@ -316,7 +316,7 @@ def test_every_config_field_has_a_unit_entry():
     sections = {"detector": config.DetectorConfig, "beam": config.BeamConfig,
                 "crystal": config.CrystalConfig, "sampling": config.SamplingConfig,
                 "output": config.OutputConfig}
-    assert {f.name for f in fields(Config)} == set(sections) | {"warnings"}
+    assert {f.name for f in fields(Config)} == set(sections) | {"warnings", "c_notes"}
     for name, cls in sections.items():
         assert {f.name for f in fields(cls)} == set(UNITS[name]), name
 

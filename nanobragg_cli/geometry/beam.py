@@ -21,10 +21,13 @@ SOURCE_DISTANCE = 10.0  # m, nanoBragg.c's default
 class SourceGrid:
     """directions: (S, 3) unit vectors toward the sources; wavelength_factor: (S,) multipliers of
     λ0 (None for a source file); file_lambda: (S,) wavelengths in m from a source file (None for a
-    grid)."""
+    grid); positions (S, 3) m before unitizing and weights (S,) (a file's I column, else 1/S):
+    what nanoBragg.c prints of each source (nanobragg_cli.c_stdout)."""
     directions: Tensor
     wavelength_factor: Tensor | None
     file_lambda: Tensor | None
+    positions: np.ndarray  # (S, 3) before unitizing, for the printout
+    weights: np.ndarray | None = None  # (S,) the I column nanoBragg.c prints (1/S for a grid)
 
     def wavelengths(self, lambda0: Tensor) -> Tensor:
         """(S,) wavelengths in metres (differentiable in λ0 for a grid)."""
@@ -59,7 +62,7 @@ def source_grid(beam, polar_vector, hdivrange, hdivstep, hdivsteps, vdivrange, v
     beam_t = torch.tensor(beam, **kw)
     polar_t = torch.tensor(polar_vector, **kw)
     vert = unitize(cross(beam_t, polar_t))  # zero (as in C) for a polarization along the beam
-    dirs, factors = [], []
+    dirs, factors, positions = [], [], []
     for ih in range(hdivsteps):
         for iv in range(vdivsteps):
             hdiv = hdivstep * ih - hdivrange / 2.0
@@ -73,11 +76,13 @@ def source_grid(beam, polar_vector, hdivrange, hdivstep, hdivsteps, vdivrange, v
             v = rotate_axis(v, vert, hdiv)
             for idisp in range(dispsteps):
                 factors.append(1.0 + dispstep * idisp - dispersion / 2.0)
+                positions.append(v.numpy().copy())
                 dirs.append(v / norm(v))
     return SourceGrid(
         directions=torch.stack(dirs).to(dtype=dtype, device=device),
         wavelength_factor=torch.tensor(factors, dtype=dtype, device=device),
-        file_lambda=None)
+        file_lambda=None, positions=np.array(positions),
+        weights=np.full(len(dirs), 1.0 / max(len(dirs), 1)))
 
 
 def source_file_grid(rows: np.ndarray, beam, lambda0: float, dtype, device) -> SourceGrid:
@@ -86,9 +91,11 @@ def source_file_grid(rows: np.ndarray, beam, lambda0: float, dtype, device) -> S
     for k in range(3):
         rows[np.isnan(rows[:, k]), k] = -SOURCE_DISTANCE * beam[k]
     rows[np.isnan(rows[:, 4]), 4] = lambda0
+    rows[np.isnan(rows[:, 3]), 3] = 1.0
     pos = torch.tensor(rows[:, :3], dtype=torch.float64)
     n = norm(pos)
     dirs = torch.where(n[:, None] != 0.0, pos / torch.where(n == 0, 1.0, n)[:, None],
                        torch.zeros_like(pos))
     return SourceGrid(directions=dirs.to(dtype=dtype, device=device), wavelength_factor=None,
-                      file_lambda=torch.tensor(rows[:, 4], dtype=dtype, device=device))
+                      file_lambda=torch.tensor(rows[:, 4], dtype=dtype, device=device),
+                      positions=rows[:, :3], weights=rows[:, 3])

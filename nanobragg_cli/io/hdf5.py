@@ -14,7 +14,8 @@ Layout (SI units in each field's ``units`` attribute)::
             module_offset           translation to the corner of pixel (0, 0) (pix0)
             fast_pixel_direction    translation, vector = fast axis, value = pixel size
             slow_pixel_direction    translation, vector = slow axis, value = pixel size
-      sample/                       NXsample, depends_on = "."
+      sample/                       NXsample, depends_on = "." (a series: transformations/phi,
+                                    the start angle of every frame, phi_increment_set)
 
 NeXus vectors are in the McStas frame (z along the beam, y up): our lab vectors are rotated by
 :func:`lab_to_mcstas`, the rotation used by the SMV header's DIALS_ORIGIN for the MOSFLM frame
@@ -151,9 +152,10 @@ def _field(group, name: str, value, units: str | None = None, **attrs):
     return ds
 
 
-def nxmx_bytes(nx: NXmxImage) -> bytes:
-    """The complete HDF5 file (bytes) of ``nx`` in the NXmx layout described above."""
-    h5py = require_h5py()
+def _write_layout(f, nx: NXmxImage, shape: tuple, chunks: tuple, rotation: dict | None = None):
+    """Write the NXmx layout into the open h5py file ``f``; returns the detector's (empty) data
+    dataset of ``shape`` (float32, gzip, ``chunks``). ``rotation`` (a series): {"angles": start
+    angle of each frame (deg), "increment": deg per frame, "axis": lab unit vector}."""
     R = lab_to_mcstas(nx.beam)
 
     def mc(v):
@@ -162,63 +164,108 @@ def nxmx_bytes(nx: NXmxImage) -> bytes:
     pix0 = mc(nx.pix0)
     pix0_len = float(np.linalg.norm(pix0))
     pix0_dir = pix0 / pix0_len if pix0_len > 0 else np.array([0.0, 0.0, 1.0])
-    img = np.asarray(nx.image, dtype=np.float32)
-    slow, fast = img.shape
+    slow, fast = shape[-2:]
     det_path = "/entry/instrument/detector"
     offset_path = f"{det_path}/module/module_offset"
 
+    f.attrs["creator"] = "nanobragg_cli"
+    f.attrs["default"] = "entry"
+    entry = _group(f, "entry", "NXentry")
+    entry.attrs["default"] = "data"
+    _field(entry, "definition", "NXmx")
+    if nx.title:
+        _field(entry, "title", nx.title)
+    instrument = _group(entry, "instrument", "NXinstrument")
+    _field(instrument, "name", "nanobragg_cli simulation")
+    beam = _group(instrument, "beam", "NXbeam")
+    _field(beam, "incident_wavelength", nx.wavelength, "m")
+
+    det = _group(instrument, "detector", "NXdetector")
+    det.attrs["nanobragg_lab_to_mcstas"] = R
+    data = det.create_dataset("data", shape=shape, dtype="<f4", compression="gzip",
+                              compression_opts=4, chunks=chunks)
+    data.attrs["units"] = "photons"
+    data.attrs["long_name"] = "simulated photons per pixel (float image)"
+    _field(det, "description", "nanoBragg simulation (nanobragg_cli)")
+    _field(det, "x_pixel_size", nx.pixel_size, "m")
+    _field(det, "y_pixel_size", nx.pixel_size, "m")
+    if math.isfinite(nx.distance):  # else the beam never meets the detector plane
+        _field(det, "distance", nx.distance, "m",
+               long_name="sample to the beam's intersection with the detector plane")
+        _field(det, "beam_center_x", nx.Fbeam / nx.pixel_size, "pixel",
+               long_name="beam spot along fast, from the outer corner of pixel 0")
+        _field(det, "beam_center_y", nx.Sbeam / nx.pixel_size, "pixel",
+               long_name="beam spot along slow, from the outer corner of pixel 0")
+    if nx.sensor_thickness > 0:
+        _field(det, "sensor_thickness", nx.sensor_thickness, "m")
+    _field(det, "depends_on", offset_path)
+
+    module = _group(det, "module", "NXdetector_module")
+    _field(module, "data_origin", np.array([0, 0], dtype=np.int32))
+    _field(module, "data_size", np.array([slow, fast], dtype=np.int32))
+    _field(module, "data_stride", np.array([1, 1], dtype=np.int32))
+    translation = dict(transformation_type="translation", offset=np.zeros(3))
+    _field(module, "module_offset", pix0_len, "m", vector=pix0_dir, depends_on=".",
+           **translation)
+    _field(module, "fast_pixel_direction", nx.pixel_size, "m", vector=mc(nx.fdet),
+           depends_on=offset_path, **translation)
+    _field(module, "slow_pixel_direction", nx.pixel_size, "m", vector=mc(nx.sdet),
+           depends_on=offset_path, **translation)
+
+    sample = _group(entry, "sample", "NXsample")
+    if rotation is None:
+        _field(sample, "depends_on", ".")
+    else:
+        axis_path = "/entry/sample/transformations/phi"
+        _field(sample, "depends_on", axis_path)
+        tr = _group(sample, "transformations", "NXtransformations")
+        angles = np.asarray(rotation["angles"], dtype=np.float64)
+        inc = float(rotation["increment"])
+        _field(tr, "phi", angles, "deg", transformation_type="rotation",
+               vector=mc(rotation["axis"]), offset=np.zeros(3), depends_on=".",
+               long_name="spindle angle at the start of each frame")
+        _field(tr, "phi_increment_set", inc, "deg", long_name="oscillation range of a frame")
+        _field(tr, "phi_end", angles + inc, "deg")
+    nxdata = _group(entry, "data", "NXdata")
+    nxdata.attrs["signal"] = "data"
+    nxdata["data"] = data
+    return data
+
+
+def nxmx_bytes(nx: NXmxImage) -> bytes:
+    """The complete HDF5 file (bytes) of ``nx`` in the NXmx layout described above."""
+    h5py = require_h5py()
+    img = np.asarray(nx.image, dtype=np.float32)
+    slow, fast = img.shape
     buf = io.BytesIO()
     with h5py.File(buf, "w") as f:
-        f.attrs["creator"] = "nanobragg_cli"
-        f.attrs["default"] = "entry"
-        entry = _group(f, "entry", "NXentry")
-        entry.attrs["default"] = "data"
-        _field(entry, "definition", "NXmx")
-        if nx.title:
-            _field(entry, "title", nx.title)
-        instrument = _group(entry, "instrument", "NXinstrument")
-        _field(instrument, "name", "nanobragg_cli simulation")
-        beam = _group(instrument, "beam", "NXbeam")
-        _field(beam, "incident_wavelength", nx.wavelength, "m")
-
-        det = _group(instrument, "detector", "NXdetector")
-        det.attrs["nanobragg_lab_to_mcstas"] = R
-        data = det.create_dataset("data", data=img, compression="gzip", compression_opts=4,
-                                  chunks=(min(slow, 256), min(fast, 256)))
-        data.attrs["units"] = "photons"
-        data.attrs["long_name"] = "simulated photons per pixel (float image)"
-        _field(det, "description", "nanoBragg simulation (nanobragg_cli)")
-        _field(det, "x_pixel_size", nx.pixel_size, "m")
-        _field(det, "y_pixel_size", nx.pixel_size, "m")
-        if math.isfinite(nx.distance):  # else the beam never meets the detector plane
-            _field(det, "distance", nx.distance, "m",
-                   long_name="sample to the beam's intersection with the detector plane")
-            _field(det, "beam_center_x", nx.Fbeam / nx.pixel_size, "pixel",
-                   long_name="beam spot along fast, from the outer corner of pixel 0")
-            _field(det, "beam_center_y", nx.Sbeam / nx.pixel_size, "pixel",
-                   long_name="beam spot along slow, from the outer corner of pixel 0")
-        if nx.sensor_thickness > 0:
-            _field(det, "sensor_thickness", nx.sensor_thickness, "m")
-        _field(det, "depends_on", offset_path)
-
-        module = _group(det, "module", "NXdetector_module")
-        _field(module, "data_origin", np.array([0, 0], dtype=np.int32))
-        _field(module, "data_size", np.array([slow, fast], dtype=np.int32))
-        _field(module, "data_stride", np.array([1, 1], dtype=np.int32))
-        translation = dict(transformation_type="translation", offset=np.zeros(3))
-        _field(module, "module_offset", pix0_len, "m", vector=pix0_dir, depends_on=".",
-               **translation)
-        _field(module, "fast_pixel_direction", nx.pixel_size, "m", vector=mc(nx.fdet),
-               depends_on=offset_path, **translation)
-        _field(module, "slow_pixel_direction", nx.pixel_size, "m", vector=mc(nx.sdet),
-               depends_on=offset_path, **translation)
-
-        sample = _group(entry, "sample", "NXsample")
-        _field(sample, "depends_on", ".")
-        nxdata = _group(entry, "data", "NXdata")
-        nxdata.attrs["signal"] = "data"
-        nxdata["data"] = data
+        data = _write_layout(f, nx, img.shape, (min(slow, 256), min(fast, 256)))
+        data[...] = img
     return buf.getvalue()
+
+
+class NXmxSeries:
+    """One NXmx file for a rotation series, filled frame by frame, built in memory (compressed)
+    and written in one piece by the caller: /entry/data/data is float32 (frames, slow, fast),
+    one frame per chunk; /entry/sample/transformations/phi holds each frame's start angle, with
+    ``phi_increment_set`` (and ``phi_end``), so a sweep reader sees one scan."""
+
+    def __init__(self, nx: NXmxImage, angles_deg: list, increment_deg: float, axis: tuple):
+        h5py = require_h5py()
+        slow, fast = np.asarray(nx.image).shape
+        self.buf = io.BytesIO()
+        self.file = h5py.File(self.buf, "w")
+        self.data = _write_layout(self.file, nx, (len(angles_deg), slow, fast), (1, slow, fast),
+                                  {"angles": angles_deg, "increment": increment_deg,
+                                   "axis": axis})
+
+    def put(self, k: int, image: np.ndarray) -> None:
+        """Store frame ``k`` (0-based position in the file): float32 [slow, fast]."""
+        self.data[k] = np.asarray(image, dtype=np.float32)
+
+    def finish(self) -> bytes:
+        self.file.close()
+        return self.buf.getvalue()
 
 
 def hdf5_bytes(res, title: str = "") -> bytes:

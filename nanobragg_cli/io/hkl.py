@@ -31,11 +31,18 @@ def _data_lines(text: str):
             yield lineno, tokens
 
 
-def _check_line(name: str, lineno: int, tokens: list[str]) -> None:
-    """Raise the InputFileError describing what is wrong with one data line (if anything)."""
+HEADER_HINT = ("; a column header? nanoBragg.c reads numbers only: delete the line or start it "
+               "with '#'")
+
+
+def _check_line(name: str, lineno: int, tokens: list[str], first: bool = False) -> None:
+    """Raise the InputFileError describing what is wrong with one data line (if anything);
+    ``first``: the file's first data line (where a column header gets a hint)."""
     where = f"hkl file {name}, line {lineno}"
+    hint = HEADER_HINT if first and any(strict_float(t) is None and t[:1].isalpha()
+                                        for t in tokens) else ""
     if len(tokens) < 4:
-        raise InputFileError(f"{where}: expected 4 columns (h k l F), found {len(tokens)}")
+        raise InputFileError(f"{where}: expected 4 columns (h k l F), found {len(tokens)}{hint}")
     if len(tokens) > 4:
         raise InputFileError(
             f"{where}: expected 4 columns (h k l F), found {len(tokens)} "
@@ -44,7 +51,7 @@ def _check_line(name: str, lineno: int, tokens: list[str]) -> None:
     for col, token in zip(("h", "k", "l", "F"), tokens):
         value = strict_float(token)
         if value is None:
-            raise InputFileError(f"{where}: {col} is not a number: {show_token(token)}")
+            raise InputFileError(f"{where}: {col} is not a number: {show_token(token)}{hint}")
         if col != "F":
             if value != round(value):
                 raise InputFileError(f"{where}: Miller index {col} = {token} is not an integer")
@@ -68,8 +75,8 @@ def read_hkl(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
             warnings.simplefilter("ignore")  # "input contained no data"
             table = np.loadtxt(io.StringIO(text), dtype=np.float64, comments="#", ndmin=2)
     except ValueError as err:
-        for lineno, tokens in _data_lines(text):
-            _check_line(name, lineno, tokens)
+        for row, (lineno, tokens) in enumerate(_data_lines(text)):
+            _check_line(name, lineno, tokens, first=row == 0)
         raise InputFileError(f"hkl file {name}: cannot be read: {err}") from None
 
     if table.shape[0] == 0:
@@ -86,7 +93,7 @@ def read_hkl(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         first_bad = 0 if bad_shape else int(np.argmax(bad_rows))
         for row, (lineno, tokens) in enumerate(_data_lines(text)):
             if row >= first_bad:
-                _check_line(name, lineno, tokens)
+                _check_line(name, lineno, tokens, first=row == 0)
         raise InputFileError(f"hkl file {name}: malformed reflection at data row {first_bad + 1}")
 
     hkl = table[:, :3].astype(np.int32)

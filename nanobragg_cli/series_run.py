@@ -1,0 +1,376 @@
+"""Render the frames of a series or shot list: set up once, render many, write each frame as soon
+as it is done.
+
+:class:`FrameRenderer` builds the scene (detector, sources, structure factors, mosaic domains,
+crystal shape) once; each frame only turns the crystal to its own φ range
+(:func:`nanobragg_cli.scene.rotated_scene`) and starts the noise from the random state a fresh
+single-image process would have at that point, with the frame's own seed. :func:`run_frames`
+drives the loop: atomic per-frame commits, the manifest after each frame, progress and ETA on
+stderr, one line per finished frame on stdout.
+"""
+
+import copy
+import sys
+import time
+
+from .errors import NanoBraggError
+from .io.atomic import atomic_write_bytes, atomic_write_many
+
+
+def commit_frame(files: list, written: list) -> None:
+    """Put one frame's files [(path, bytes)] in place, all or nothing (the one place a frame is
+    committed; ``written`` receives each path once it is in place)."""
+    atomic_write_many(files, committed=written, fsync=False)
+
+
+def tool_argv(tool) -> list:
+    """The tool options (double dash) that decide a frame's bytes, as a command line repeats them."""
+    out = []
+    if tool.c_parity:
+        out.append("--c-parity")
+    if tool.dtype != "float64":
+        out += ["--dtype", tool.dtype]
+    if tool.device != "cpu":
+        out += ["--device", tool.device]
+    if tool.png:
+        out += ["--png-scale", tool.png_scale] if tool.png_scale != "log" else []
+    return out
+
+
+class FrameRenderer:
+    """Shared set-up of the frames of one run (all frames share everything but the φ range).
+
+    ``cfg``: the resolved Config of the first frame to render; ``tool``: ToolOptions;
+    ``structure_factors``: reuse these instead of reading the file again.
+    """
+
+    def __init__(self, cfg, tool, structure_factors=None):
+        import torch
+        from . import rng
+        from .mode import Mode
+        from .scene import build_scene
+        if tool.threads:
+            torch.set_num_threads(tool.threads)
+        if tool.device.startswith("cuda") and not torch.cuda.is_available():
+            raise NanoBraggError("--device cuda: no CUDA device is available (torch "
+                                 f"{torch.__version__} sees none); use --device cpu")
+        self.tool = tool
+        self.messages = []
+        self.random = rng.NanoRandom()
+        self.scene = build_scene(cfg, mode=Mode.from_tool(tool), messages=self.messages,
+                                 random=self.random, structure_factors=structure_factors)
+
+    def render(self, cfg, progress=None):
+        """The SimulationResult of the frame whose resolved Config is ``cfg`` (its φ range)."""
+        from .scene import rotated_scene
+        from .simulate import run_simulation
+        scene = rotated_scene(self.scene, cfg)
+        # the random state after set-up is the same for every frame (misset and mosaic draws
+        # come before the noise); each frame starts from a copy, as its own process would
+        prepared = (scene, copy.deepcopy(self.random), list(self.messages))
+        return run_simulation(cfg, self.tool, progress=progress, prepared=prepared)
+
+
+def frame_files(res, frame, tool) -> list:
+    """[(flag, path, bytes)] of the files ``frame`` writes, from its result."""
+    from .simulate import output_files
+    out = res.cfg.output
+    flag_of = {out.floatfile: "-floatfile", out.intfile: "-intfile", out.pgmfile: "-pgmfile",
+               out.noisefile: "-noisefile"}
+    wanted = dict(frame.outputs)
+    files = []
+    for path, data in output_files(res):
+        flag = flag_of.get(path)
+        if flag in wanted and wanted[flag] == path:
+            files.append((flag, path, data))
+    if "--png" in wanted:
+        from .io.png import image_png_bytes
+        files.append(("--png", wanted["--png"],
+                      image_png_bytes(res.image, tool.png_scale, res.rendered)))
+    return files
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f} min {seconds % 60:02.0f} s"
+    return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:02.0f} min"
+
+
+class FrameProgress:
+    """Frames done / total and the ETA on stderr (a terminal, or when asked)."""
+
+    def __init__(self, enabled: bool, total: int, stream=None):
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.total = total
+        self.t0 = time.perf_counter()
+        self.done = 0
+
+    def frame_done(self) -> None:
+        self.done += 1
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.t0
+        left = (self.total - self.done) * elapsed / self.done
+        eta = f", ETA {_duration(left)}" if self.done < self.total else ""
+        print(f"nanobragg: frames {self.done}/{self.total} done{eta}", file=self.stream,
+              flush=True)
+
+
+def frame_line(frame, res, files: list, seconds: float) -> str:
+    """The stdout line of a finished frame."""
+    what = f"frame {frame.number}"
+    if frame.shot_id is not None:
+        what = f"shot {frame.shot_id}"
+    phi = f" phi={frame.phi_deg}" if frame.phi_deg is not None and frame.shot_id is None else ""
+    names = " ".join(path for _, path, _ in files)
+    return f"{what}{phi}: {names} max_I={res.stats.max_I:g} ({seconds:.2f} s)"
+
+
+def run_frames(todo: list, configs, renderer_for, tool, written: list, records: dict, *,
+               write_manifest=None, store_image=None, progress: bool = False) -> dict:
+    """Render the frames ``todo``, committing each one as soon as it is done.
+
+    ``configs(frame)`` -> the frame's Config; ``renderer_for(frame, cfg)`` -> its FrameRenderer;
+    ``records``: {number: manifest frame record}, pre-filled with frames already complete, and
+    updated here; ``write_manifest(records)``: called after every committed frame;
+    ``store_image(frame, res)``: called with every rendered frame (the NXmx series file).
+    """
+    from .series_manifest import frame_record
+    bar = FrameProgress(progress, len(todo))
+    targv = tool_argv(tool)
+    try:
+        _frames_loop(todo, configs, renderer_for, tool, written, records, write_manifest,
+                     store_image, bar, targv, frame_record)
+    except BaseException:   # Ctrl-C, SIGTERM, an error: say which frames are complete
+        if records:
+            extra = [p for p in written if p not in _frame_paths(records)]
+            written[:] = [f"the files of {len(records)} complete frame(s) "
+                          f"({_ranges(sorted(records))})"] + extra
+        raise
+    return records
+
+
+def _frame_paths(records: dict) -> set:
+    return {f["path"] for rec in records.values() for f in rec["files"]}
+
+
+def _ranges(numbers: list) -> str:
+    """'1-3, 7' for [1, 2, 3, 7]."""
+    out, start, prev = [], None, None
+    for n in numbers + [None]:
+        if start is not None and (n is None or n != prev + 1):
+            out.append(str(start) if start == prev else f"{start}-{prev}")
+            start = None
+        if n is not None and start is None:
+            start = n
+        prev = n
+    return ", ".join(out)
+
+
+def _frames_loop(todo, configs, renderer_for, tool, written, records, write_manifest,
+                 store_image, bar, targv, frame_record) -> None:
+    for frame in todo:
+        t0 = time.perf_counter()
+        cfg = configs(frame)
+        res = renderer_for(frame, cfg).render(cfg)
+        files = frame_files(res, frame, tool)
+        commit_frame([(path, data) for _, path, data in files], written)
+        seconds = time.perf_counter() - t0
+        records[frame.number] = frame_record(frame, targv, files, seconds)
+        if write_manifest is not None:
+            write_manifest(records)
+        if store_image is not None:
+            store_image(frame, res)
+        print(frame_line(frame, res, files, seconds), flush=True)
+        bar.frame_done()
+
+
+def _note(message: str) -> None:
+    print(f"nanobragg: {message}", file=sys.stderr)
+
+
+def progress_wanted(cfg, tool) -> bool:
+    """Frame progress on stderr: --progress forces it, --no-progress/-noprogress stop it, else
+    shown when stderr is a terminal."""
+    if tool.progress is not None:
+        return tool.progress
+    return cfg.output.progress and sys.stderr.isatty()
+
+
+def announce(cfg, tool, frames: list, renderer) -> None:
+    """Warnings and the seeds a time-seeded run uses (so that it can be repeated), on stderr."""
+    for w in cfg.warnings:
+        _note(f"warning: {w}")
+    for m in renderer.messages if renderer is not None else ():
+        if m.startswith("WARNING:"):
+            _note("warning:" + m[len("WARNING:"):])
+    seeded = [f for f in frames if f.seed is not None]
+    if seeded and not cfg.output.seed_given:
+        s0 = seeded[0].seed
+        _note(f"noise seed: frame i uses -seed {s0}+i (repeat with -seed {s0})")
+    c = cfg.crystal
+    if c.misset == "random" and not c.misset_seed_given and frames:
+        from .series import last_value
+        _note("random misset seed: "
+              f"{last_value(list(frames[0].argv), '-misset_seed')} (repeat with -misset_seed)")
+
+
+def resumable(path: str, kind: str, key: str) -> dict | None:
+    """The manifest ``--resume`` continues (its seeds and complete frames), or None: none yet,
+    or one of another configuration (then every frame is rendered again, as said on stderr)."""
+    from .series_manifest import read_previous
+    previous = read_previous(path, kind)
+    if previous is not None and previous.get("configuration_sha256") != key:
+        _note(f"--resume: {path} records another configuration (flags, tool options or input "
+              "files changed): rendering every frame")
+        return None
+    return previous
+
+
+def series_main(argv: list, written: list) -> int:
+    """``nanobragg <flags> --frames N [--first-frame K] [--resume]``: a rotation series."""
+    from . import preflight
+    from .errors import FlagError
+    from .manifest import file_record
+    from .series import (SeriesOptions, frame_config, frames_to_render, plan_series,
+                         series_templates)
+    from .series_manifest import complete_frames, configuration_key
+    from .simulate import prepare, split_tool_options
+
+    started, t0 = time.time(), time.perf_counter()
+    nb_argv, tool = split_tool_options(argv)
+    sopts = SeriesOptions.from_tool(tool)
+    if sopts.frames is None:
+        raise FlagError("--first-frame/--resume: only for a series, give --frames N")
+    if tool.trace_json:
+        raise FlagError("--trace-json: traces one image, not a series (trace one frame with the "
+                        "command line its --manifest records)")
+    if sopts.resume and not tool.manifest:
+        raise FlagError("--resume: needs --manifest FILE (the record of the complete frames)")
+    if tool.hdf5:
+        from .io.hdf5 import require_h5py
+        require_h5py()
+        if "#" in tool.hdf5:
+            raise FlagError(f"--hdf5 {tool.hdf5}: one file holds the whole series (no '#')")
+    preflight.check_header_inputs(nb_argv)
+    cfg = prepare(nb_argv)
+    templates = series_templates(nb_argv, tool)
+    inputs = preflight.input_files(cfg)
+    preflight.check_inputs(inputs)
+    input_records = [file_record(flag, path) for flag, path in inputs]
+    targv = tool_argv(tool)
+    key = configuration_key("series", nb_argv, targv, input_records)
+    previous = resumable(tool.manifest, "series", key) if sopts.resume else None
+    frames = plan_series(nb_argv, cfg, sopts, templates, previous)
+    done = complete_frames(previous, frames, targv, key)
+    if tool.hdf5 and "-floatfile" not in templates:
+        done = {}   # the NXmx file needs every frame's image: without float files, render all
+    todo = frames_to_render(frames, set(done))
+    planned = [(flag, path) for f in frames for flag, path in f.outputs]
+    if cfg.crystal.hklfile is not None:
+        planned.append(("-dump", cfg.crystal.dumpfile))
+    planned += [(flag, p) for flag, p in (("--manifest", tool.manifest), ("--hdf5", tool.hdf5))
+                if p]
+    preflight.check_outputs(planned, inputs)
+    preflight.check_memory(cfg, tool.max_memory)
+
+    first_cfg = frame_config(cfg, (todo or frames)[0])
+    renderer = FrameRenderer(first_cfg, tool) if (todo or tool.hdf5) else None
+    announce(cfg, tool, frames, renderer)
+    print(f"series: {len(frames)} frames ({frames[0].number} to {frames[-1].number}), "
+          f"{len(todo)} to render, {len(frames) - len(todo)} already complete", flush=True)
+
+    head = {"mode": "c-parity" if tool.c_parity else "default", "dtype": tool.dtype,
+            "device": tool.device, "configuration_sha256": key,
+            "noise_seed": frames[0].seed,
+            "misset_seed": _misset_value(frames[0]),
+            "inputs": input_records,
+            "messages": [] if renderer is None else list(renderer.messages)}
+    write_manifest = manifest_writer(tool.manifest, "series", argv, started, head, written)
+    store_image, nxs = None, None
+    if tool.hdf5:
+        nxs = _series_file(cfg, frames, renderer, argv, done)
+        store_image = nxs.store
+
+    def config_of(frame):
+        return frame_config(cfg, frame)
+
+    records = dict(done)
+    if write_manifest is not None and not todo:
+        write_manifest(records)
+    t_frames = time.perf_counter()
+    run_frames(todo, config_of, lambda frame, c: renderer, tool, written, records,
+               write_manifest=write_manifest, store_image=store_image,
+               progress=progress_wanted(cfg, tool))
+    if nxs is not None:
+        commit_frame([(tool.hdf5, nxs.file.finish())], written)
+    print(summary_line("series", len(todo), t0, t_frames), flush=True)
+    return 0
+
+
+def summary_line(kind: str, n: int, t0: float, t_frames: float) -> str:
+    """``series: N frames rendered in T s (set-up S s, F s per frame)``: T from the start of the
+    command (torch import included), S until the first frame starts (flags, inputs, scene)."""
+    now = time.perf_counter()
+    per = (now - t_frames) / n if n else 0.0
+    what = "frames" if kind == "series" else "shots"
+    return (f"{kind}: {n} {what} rendered in {now - t0:.2f} s (set-up {t_frames - t0:.2f} s, "
+            f"{per:.3g} s per {what[:-1]})")
+
+
+def _misset_value(frame):
+    from .series import last_value
+    value = last_value(list(frame.argv), "-misset_seed")
+    return None if value is None else int(value)
+
+
+class _SeriesFile:
+    """The NXmx file of a series being filled: ``store(frame, res)`` puts a rendered frame at its
+    place; frames complete from an earlier run are read back from their float files."""
+
+    def __init__(self, nxs, frames: list, shape: tuple, done: dict):
+        from .io.floatimage import read_float_image
+        self.file = nxs
+        self.position = {f.number: k for k, f in enumerate(frames)}
+        for f in frames:
+            if f.number in done:
+                nxs.put(self.position[f.number],
+                        read_float_image(dict(f.outputs)["-floatfile"], shape))
+
+    def store(self, frame, res) -> None:
+        self.file.put(self.position[frame.number], res.image)
+
+
+def _series_file(cfg, frames, renderer, argv, done) -> _SeriesFile:
+    """The NXmx series file (geometry of the set-up scene), ready to receive the frames."""
+    import math
+    import numpy as np
+    from types import SimpleNamespace
+    from .io.hdf5 import NXmxSeries, nxmx_from_result
+    d = cfg.detector
+    stub = SimpleNamespace(scene=renderer.scene, cfg=cfg,
+                           image=np.zeros((d.spixels, d.fpixels), dtype=np.float32))
+    nx = nxmx_from_result(stub)
+    nx.title = " ".join(["nanobragg", *argv])
+    angles = [float(f.phi_deg) for f in frames]
+    nxs = NXmxSeries(nx, angles, cfg.sampling.osc * 180.0 / math.pi, tuple(d.spindle))
+    return _SeriesFile(nxs, frames, (d.spixels, d.fpixels), done)
+
+
+def manifest_writer(path: str | None, kind: str, argv: list, started: float, head: dict,
+                    written: list):
+    """None without --manifest, else callable(records) rewriting the manifest atomically."""
+    if not path:
+        return None
+    from .series_manifest import manifest_bytes, series_manifest
+
+    def write(records: dict) -> None:
+        record = series_manifest(kind, argv, started, head, list(records.values()))
+        atomic_write_bytes(path, manifest_bytes(record), fsync=False)
+        if path not in written:
+            written.append(path)
+    return write
