@@ -42,7 +42,7 @@ PHASES = (
     ("outputs: image statistics", "outputs.py", ("image_stats",)),
     ("outputs: noise image", "rng.py", ("noise_image",)),
     ("outputs: file bytes", "simulate.py", ("output_files",)),
-    ("outputs: atomic writes", "atomic.py", ("atomic_write_many", "atomic_write_bytes")),
+    ("outputs: atomic writes", "atomic.py", ("commit_outputs",)),
     ("whole run (cli.simulate_main)", "cli.py", ("simulate_main",)),
 )
 

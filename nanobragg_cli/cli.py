@@ -7,8 +7,8 @@ simulation actually runs, so ``--help`` and ``--version`` are instant.
 
 Contract with the user: every error prints one line (``nanobragg: error: ...`` naming the flag or
 file) and exits 9 without a traceback or an output file; Ctrl-C exits 130 (SIGTERM 143) with one
-line, and leaves no partial file. All outputs of a run are written to temporary names first and
-renamed into place together once every one of them is complete.
+line saying truthfully what is on disk. All outputs of a run (Fdump.bin and --manifest included)
+are one transaction, :func:`nanobragg_cli.io.atomic.commit_outputs`: all new files or all old ones.
 """
 
 import os
@@ -69,9 +69,18 @@ def simulate_main(argv: list, written: list | None = None) -> int:
 
 
 def _interrupted(written: list, what: str) -> str:
+    """The outputs are committed all or nothing, so either none or every one is on disk."""
     if not written:
         return f"{what}; no output file was written"
-    return f"{what} after writing {', '.join(written)}; the other outputs were not written"
+    return f"{what} after writing every output ({', '.join(written)})"
+
+
+def _is_allocation_failure(exc: BaseException) -> bool:
+    """torch's 'DefaultCPUAllocator: can't allocate memory' / 'CUDA out of memory' errors."""
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "can't allocate memory" in text or "out of memory" in text.lower()
+        or type(exc).__name__ == "OutOfMemoryError")
 
 
 def _on_sigterm(signum, frame):
@@ -102,7 +111,7 @@ def main(argv: list | None = None) -> int:
             from .help import print_help
             print_help()
             return 0
-        from . import server
+        from . import server_client as server
         if server.enabled():  # NANOBRAGG_SERVER=1: run in a warm server (torch loaded)
             code = server.run_remote(argv)
             if code is not None:
@@ -134,6 +143,8 @@ def main(argv: list | None = None) -> int:
     except MemoryError:
         return _err("out of memory: lower --max-memory, use fewer pixels or a smaller -roi")
     except Exception as exc:  # a bug: say so in one line unless debugging
+        if _is_allocation_failure(exc):  # torch's allocators raise RuntimeError
+            return _err("out of memory: lower --max-memory, use fewer pixels or a smaller -roi")
         if debug:
             raise
         return _err(f"internal error: {type(exc).__name__}: {exc} "

@@ -27,6 +27,8 @@ def parse_int(flag: str, text: str) -> int:
     t = text.strip()
     if not _INT_RE.match(t):
         raise FlagError(f"{flag}: expected an integer, got {text!r}")
+    if len(t.lstrip("+-").lstrip("0")) > 12:  # before int(): 5000 digits would raise ValueError
+        raise FlagError(f"{flag}: value {t[:20]}... ({len(t)} digits) is out of range")
     value = int(t)
     if abs(value) > 2**31 - 1:
         raise FlagError(f"{flag}: value {text!r} is out of range")

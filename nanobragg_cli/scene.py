@@ -196,7 +196,7 @@ def load_structure_factors(cfg: Config, messages: list, c_parity: bool = False) 
     ``c_parity``: read -hkl as nanoBragg.c's fscanf passes do (C-parity quirk, io/hkl_c.py)."""
     from .io.hkl import fdump_bytes, hkl_grid, read_fdump, read_hkl
     from .io.hkl_c import read_hkl_like_c
-    from .io.atomic import atomic_write_bytes
+    from .io.atomic import write_or_defer
 
     c = cfg.crystal
     grid = None
@@ -205,11 +205,13 @@ def load_structure_factors(cfg: Config, messages: list, c_parity: bool = False) 
         grid, count = read_hkl_like_c(c.hklfile, c.default_F)
     elif c.hklfile is not None:
         hkl, F = read_hkl(c.hklfile)
+        from .preflight import check_hkl_grid
+        check_hkl_grid(hkl, c.hklfile)  # before the dense grid is allocated
         grid = hkl_grid(hkl, F, c.default_F, source=c.hklfile)
         count = len(F)
     if c.hklfile is not None:
         try:
-            atomic_write_bytes(c.dumpfile, fdump_bytes(grid))
+            write_or_defer(c.dumpfile, fdump_bytes(grid))  # joins the run's commit (CLI)
             messages.append(f"writing dump file for next time: {c.dumpfile}")
         except Exception as err:  # the cache is a convenience, as in nanoBragg.c
             messages.append(f"WARNING: unable to open dump file: {c.dumpfile}")
@@ -353,8 +355,10 @@ def _scene_params(cfg: Config, params: SceneParams | None, messages: list,
         if not c.user_cell or c.cell[0] <= 0.0:
             raise FlagError("-cell: the cell length a must be positive")
     elif params is None or params.amat is None:  # the API passes the matrix it read once
-        from .io.mosflm import read_mat
-        amat = read_mat(c.matfile) * (1e-10 / b.lambda0)
+        from .io.mosflm import check_basis, read_mat
+        amat = read_mat(c.matfile)
+        check_basis(c.matfile, amat)
+        amat = amat * (1e-10 / b.lambda0)
         messages.append(f"reading {c.matfile}")
     random_misset = None
     if c.misset == "random":

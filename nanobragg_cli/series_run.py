@@ -173,10 +173,15 @@ def _ranges(numbers: list) -> str:
 
 def _frames_loop(todo, configs, renderer_for, tool, written, records, write_manifest,
                  store_image, bar, targv, frame_record) -> None:
+    from .validate import check_image, quiet_numpy  # a frame with NaN/inf/negative pixels stops
     for frame in todo:
         t0 = time.perf_counter()
         cfg = configs(frame)
-        res = renderer_for(frame, cfg).render(cfg)
+        with quiet_numpy():
+            res = renderer_for(frame, cfg).render(cfg)
+        check_image(res, tool.c_parity, warn=lambda w: print(f"nanobragg: warning: frame "
+                                                                f"{frame.number}: {w}",
+                                                                file=sys.stderr))
         files = frame_files(res, frame, tool)
         commit_frame([(path, data) for _, path, data in files], written)
         seconds = time.perf_counter() - t0

@@ -31,7 +31,7 @@ import time
 import numpy as np
 
 from .config import Config, resolve
-from .errors import NanoBraggError
+from .errors import FlagError, NanoBraggError
 from .flags import apply_flags
 from .image_headers import apply_image_headers
 from .options import RawOptions
@@ -65,15 +65,25 @@ def prepare_run(argv: list) -> PreparedRun:
     if tool.hdf5:
         from .io.hdf5 import require_h5py
         require_h5py()
-    preflight.check_header_inputs(nb_argv)
-    cfg = prepare(nb_argv)
+    preflight.check_header_inputs(nb_argv, tool.max_memory)
+    try:
+        cfg = prepare(nb_argv)
+    except FlagError as err:  # a value an -img/-mask header set: name the file and key
+        from .image_headers import blame_header
+        raise blame_header(err, nb_argv) from None
     from .series import check_no_templates
     check_no_templates(nb_argv, tool)   # a '#' template without --frames
     inputs = preflight.input_files(cfg)
     preflight.check_inputs(inputs)
     preflight.check_outputs(planned_outputs(cfg, tool), inputs)
     preflight.check_memory(cfg, tool.max_memory)
+    from .validate import check_inputs
+    check_inputs(cfg, tool.c_parity, warn=_warn, argv=nb_argv)
     return PreparedRun(list(argv), nb_argv, tool, cfg, inputs)
+
+
+def _warn(message: str) -> None:
+    print(f"nanobragg: warning: {message}", file=sys.stderr)
 
 
 @dataclass
@@ -283,27 +293,37 @@ def report_lines(res: SimulationResult) -> list:
 # ---- 4. writing, and the whole command -------------------------------------------------------
 def write_outputs(run: PreparedRun, res: SimulationResult, written: list, *,
                   input_records: list | None = None, started: float = 0.0,
-                  t0: float = 0.0) -> list:
-    """Write every file of :func:`run_files` atomically (renamed into place together once all
-    are complete), then the --manifest. ``written`` receives each path once it is in place.
-    Returns the [(flag, path, bytes)] written before the manifest."""
-    from .io.atomic import atomic_write_bytes, atomic_write_many
+                  t0: float = 0.0, deferred: list = ()) -> list:
+    """Commit every file of :func:`run_files`, the ``deferred`` [(path, bytes)] of
+    :func:`io.atomic.collect_deferred_writes` (the -hkl run's Fdump.bin) and the --manifest as
+    one transaction (:func:`io.atomic.commit_outputs`: all new files or all old ones).
+    ``written`` receives every path once all are in place. Returns the [(flag, path, bytes)]
+    the manifest records."""
+    from .io.atomic import commit_outputs
     tool, cfg = run.tool, run.cfg
-    files = run_files(res, tool, run.argv)
-    # all-or-nothing through renames; no fsync: like nanoBragg.c's own writes, durability against
-    # power loss is left to the filesystem (a sync costs as much as writing a 6 Mpixel image)
-    atomic_write_many([(path, data) for _, path, data in files], committed=written, fsync=False)
+    with _quiet():
+        files = run_files(res, tool, run.argv)
+    files += [("-dump", path, data) for path, data in deferred]
     if tool.manifest:
         from .manifest import file_record, manifest, manifest_bytes
         outputs = [file_record(flag, path, data) for flag, path, data in files]
         dump = cfg.crystal.dumpfile
-        if cfg.crystal.hklfile is not None and os.path.isfile(dump):
+        if cfg.crystal.hklfile is not None and not deferred and os.path.isfile(dump):
             outputs.append(file_record("-dump", dump))
         record = manifest(list(run.argv), cfg, tool, res, input_records, outputs, started,
                           time.perf_counter() - t0)
-        atomic_write_bytes(tool.manifest, manifest_bytes(record))
-        written.append(tool.manifest)
-    return files
+        files = files + [("--manifest", tool.manifest, manifest_bytes(record))]
+    # no fsync: like nanoBragg.c's own writes, durability against power loss is left to the
+    # file system (a sync costs as much as writing a 6 Mpixel image)
+    commit_outputs([(path, data) for _, path, data in files], committed=written, fsync=False,
+                   optional=[path for flag, path, _ in files if flag == "-dump"],
+                   warn=lambda w: print(f"nanobragg: WARNING: {w}", file=sys.stderr))
+    return [f for f in files if f[0] != "--manifest"]
+
+
+def _quiet():
+    from .validate import quiet_numpy
+    return quiet_numpy()
 
 
 def simulate_command(argv: list, written: list | None = None) -> int:
@@ -319,7 +339,9 @@ def simulate_command(argv: list, written: list | None = None) -> int:
         input_records = [file_record(flag, path) for flag, path in run.inputs]
 
     from .c_stdout import after_render_lines, noise_lines, setup_lines
+    from .io.atomic import collect_deferred_writes
     from .progress import RenderProgress
+    from .validate import check_image, quiet_numpy
     show = run.cfg.output.progress if run.tool.progress is None else run.tool.progress
     bar = RenderProgress(show, plain=run.tool.progress)
 
@@ -330,12 +352,15 @@ def simulate_command(argv: list, written: list | None = None) -> int:
         sys.stderr.flush()
         bar.print_stdout(setup_lines(run.cfg, scene, messages))   # before the render starts
 
-    try:
-        res = run_simulation(run.cfg, run.tool, progress=bar, on_setup=on_setup,
-                             on_rendered=lambda r: bar.print_stdout(after_render_lines(r, False)))
+    try:  # Fdump.bin waits for the commit; no raw numpy warnings (check_image reports)
+        with collect_deferred_writes() as deferred, quiet_numpy():
+            res = run_simulation(run.cfg, run.tool, progress=bar, on_setup=on_setup,
+                                 on_rendered=lambda r: bar.print_stdout(after_render_lines(r, False)))
+        check_image(res, run.tool.c_parity, warn=_warn)   # nothing written if refused
         bar.print_stdout(noise_lines(res))
         bar.stage("writing files")
-        write_outputs(run, res, written, input_records=input_records, started=started, t0=t0)
+        write_outputs(run, res, written, input_records=input_records, started=started, t0=t0,
+                      deferred=deferred)
     finally:
         bar.close()
     return 0

@@ -160,7 +160,10 @@ def split_tool_options(argv: list) -> tuple:
         name, _, inline = tok.partition("=")
         option = PARSED.get(name)
         if option is None:
-            raise FlagError(f"{name}: unknown option (see 'nanobragg --help')")
+            import difflib
+            near = difflib.get_close_matches(name, list(TOOL_FLAGS), n=1, cutoff=0.75)
+            hint = f"; did you mean {near[0]}?" if near else ""  # as flags.did_you_mean
+            raise FlagError(f"{name}: unknown option{hint} (see 'nanobragg --help')")
         if option.nargs and not inline:
             if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
                 raise FlagError(f"{name}: expected a value")

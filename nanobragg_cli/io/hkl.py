@@ -141,6 +141,9 @@ def _alloc_grid(ranges: tuple[int, int, int], what: str) -> np.ndarray:
             f"{what}: Miller index ranges {hr} x {kr} x {lr} need a table of {n} values "
             f"({8 * n / 2**30:.1f} GiB); are the indices correct?"
         )
+    from ..preflight import check_allocation  # the memory available and --max-memory (x3:
+    check_allocation(what, 3 * 8 * n,          # the grid, its Fdump bytes, a working copy)
+                     f"Miller index ranges {hr} x {kr} x {lr} make a table of {n} values")
     try:
         return np.zeros((hr + 1, kr + 1, lr + 1), dtype=np.float64)
     except MemoryError:

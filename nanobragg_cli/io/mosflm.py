@@ -17,6 +17,21 @@ from ..errors import InputFileError
 from ._text import read_text, show_token, strict_float
 
 
+def check_basis(name: str, rows: np.ndarray) -> None:
+    """a*, b*, c* (rows, as :func:`read_mat` returns them) must be non-zero and span space: else
+    no crystal follows from them (InputFileError naming the file)."""
+    norms = np.linalg.norm(rows, axis=1)
+    if not norms.any():
+        raise InputFileError(f"matrix file {name}: all nine numbers are zero (no orientation)")
+    for label, n in zip(("a*", "b*", "c*"), norms):
+        if n == 0.0:
+            raise InputFileError(f"matrix file {name}: the {label} vector is zero")
+    volume = abs(float(np.linalg.det(rows)))
+    if volume <= 1e-12 * float(np.prod(norms)):
+        raise InputFileError(f"matrix file {name}: a*, b*, c* are coplanar (the matrix is "
+                             "singular), so they describe no crystal lattice")
+
+
 def read_mat(path: str | os.PathLike) -> np.ndarray:
     """Read the orientation matrix; returns float64 (3, 3) whose ROWS are a*, b*, c*.
 
