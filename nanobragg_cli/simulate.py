@@ -144,7 +144,8 @@ def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
         messages = []
         random = rng.NanoRandom()
         scene = build_scene(cfg, mode=Mode.from_tool(tool), messages=messages, random=random)
-    check_kernel_memory(scene, BYTES_PER_EVAL_INTERP if scene.interpolate else BYTES_PER_EVAL)
+    check_kernel_memory(scene, BYTES_PER_EVAL_INTERP if scene.interpolate else BYTES_PER_EVAL,
+                        cfg=cfg)
     if on_setup is not None:
         on_setup(scene, messages)
     out = cfg.output
