@@ -5,7 +5,7 @@ PY      = $(VENV)/bin/python
 NB      = $(VENV)/bin/nanobragg
 OUT    ?= out
 
-.PHONY: venv demo test test-all bench bench-warm supervisor clean
+.PHONY: venv demo test test-all bench bench-warm supervisor clean gpu-check
 
 venv: $(VENV)/.installed
 
@@ -82,3 +82,8 @@ supervisor: venv
 	  --c-trace cases/supervisor/trace_685_1039.log \
 	  --c-image cases/supervisor_spec/float_roi.npy --c-image-origin 621 975 \
 	  -- $(SUPERVISOR_ARGS) $(SUPERVISOR_OUTPUTS)
+
+# On a CUDA machine: the CUDA-marked tests and `nanobragg bench --device cuda` (B1..B4, S1, S2,
+# float64 and float32, 2 runs each), summed up in $(OUT)/gpu-check/gpu-check.json (about 5 minutes).
+gpu-check: venv
+	$(PY) -m nanobragg_cli.gpu_check $(OUT)/gpu-check

@@ -14,7 +14,6 @@ Shapes: K = T·SS·S·P evaluations per orientation, Φ·M orientations.
 from __future__ import annotations
 
 from dataclasses import dataclass
-import math
 from typing import Callable
 
 import torch
@@ -29,16 +28,14 @@ from .physics import sincg_like_c, sincg_reduced
 class Arithmetic:
     """square_axis(h, h0, N) -> (Φ·M, K): the square shape's signed per-axis lattice factor
     sin(π·N·h)/sin(π·h) for fractional indices h, rounded h0, cell count N (> 1), as a trace
-    prints it. square_axis_fast(h, n, work, tiny) -> (Φ·M, K) in dtype ``work``: the same factor
-    for the image (n a float, ``tiny`` the smallest normal number of ``work``; only its square is
-    used). interpolate(sf, hkl, nearest, interp, executed, killed, c_order) -> (F_cell, killed
+    prints it (the image's squared factor, kernel.lattice_factor_squared, makes the same choice
+    on its own fast path). interpolate(sf, hkl, nearest, interp, executed, killed, c_order) -> (F_cell, killed
     after the chunk, killed state before each pixel (P,) or None): which F_cell an -interpolate
     run takes, the tricubic ``interp`` or the ``nearest`` one. polarization_axis(incident (S, 3),
     polar_vector (3,)) -> (3,) or (S, 1, 3): the E-vector of each source for the Kahn factor.
     layer_thickness(sampling) -> m: the thickness of one sensor layer."""
     name: str
     square_axis: Callable
-    square_axis_fast: Callable
     interpolate: Callable
     polarization_axis: Callable
     layer_thickness: Callable
@@ -48,13 +45,6 @@ class Arithmetic:
 def _square_axis_reduced(h: Tensor, h0: Tensor, N: Tensor) -> Tensor:
     """On the reduced argument h − h0 (float32 keeps its digits at high-order reflections)."""
     return sincg_reduced(h - h0, h0, N)
-
-
-def _square_axis_reduced_fast(h: Tensor, n: float, work: torch.dtype, tiny: Tensor) -> Tensor:
-    """sin(N·x)/sin(x) on x = π·(h − round(h)); an exact zero becomes ``tiny``, whose ratio is N,
-    avoiding a branch."""
-    x = torch.add(tiny, (h - torch.round(h)).to(work), alpha=math.pi)
-    return torch.sin(x * n).div_(torch.sin(x))
 
 
 def _interpolate_where_block_fits(sf, hkl: list, nearest: Tensor, interp: Tensor,
@@ -75,8 +65,8 @@ def _layer_thickness_sliced(s) -> float:
     return s.detector_thick / s.detector_thicksteps
 
 
-DEFAULT = Arithmetic("default", _square_axis_reduced, _square_axis_reduced_fast,
-                     _interpolate_where_block_fits, _e_vector_per_source, _layer_thickness_sliced)
+DEFAULT = Arithmetic("default", _square_axis_reduced, _interpolate_where_block_fits,
+                     _e_vector_per_source, _layer_thickness_sliced)
 
 
 # ---- --c-parity -----------------------------------------------------------------------------
@@ -84,11 +74,6 @@ def _square_axis_like_c(h: Tensor, h0: Tensor, N: Tensor) -> Tensor:
     """C-parity quirk (sincg near integers): nanoBragg.c's full-argument form, see
     :func:`nanobragg_cli.physics.sincg_like_c`."""
     return sincg_like_c(h, N)
-
-
-def _square_axis_like_c_fast(h: Tensor, n: float, work: torch.dtype, tiny: Tensor) -> Tensor:
-    """C-parity quirk (sincg near integers), as :func:`_square_axis_like_c`."""
-    return sincg_like_c(h, n).to(work)
 
 
 def _interpolate_kill_switch(sf, hkl: list, nearest: Tensor, interp: Tensor, executed,
@@ -114,8 +99,8 @@ def _layer_thickness_like_c(s) -> float:
     return s.detector_thickstep
 
 
-C_PARITY = Arithmetic("c-parity", _square_axis_like_c, _square_axis_like_c_fast,
-                      _interpolate_kill_switch, _polar_vector_as_given, _layer_thickness_like_c)
+C_PARITY = Arithmetic("c-parity", _square_axis_like_c, _interpolate_kill_switch,
+                      _polar_vector_as_given, _layer_thickness_like_c)
 
 
 def arithmetic(c_parity: bool) -> Arithmetic:

@@ -23,7 +23,8 @@ from torch import Tensor
 
 from .geometry.rotation import rotate_axis
 from .physics import (GAUSS_WIDTH, ROUND_XTAL_SCALE, TOPHAT_CUT, capture_fraction,
-                      polarization_factor, sinc3, sincg_direct, solid_angle)
+                      polarization_factor, sinc3, sincg_chebyshev, sincg_direct, sincg_like_c,
+                      sincg_ratio, solid_angle)
 from .c_order import COrder
 from .constants import R_E_SQR, WATER_F
 from .scene import Scene
@@ -192,27 +193,51 @@ def miller_indices(scene: Scene, scat: tuple, first_sub: tuple | None) -> list:
 
 def _rounded(h: Tensor) -> Tensor:
     """nanoBragg's nearest index ceil(h − 0.5)."""
-    return torch.ceil(h - 0.5)
+    return (h - 0.5).ceil_()
 
 
-def lattice_factor_squared(scene: Scene, hkl: list) -> Tensor:
+# Largest cell count whose lattice factor is taken from the Chebyshev recurrence (one cosine and
+# N − 1 multiply-adds) rather than the ratio of two sines: past it the sines are cheaper
+# (docs/performance.md). The recurrence's rounding error grows like N²·eps.
+CHEBYSHEV_MAX_N = 10
+
+
+def lattice_factor_squared(scene: Scene, hkl: list, h0: list | None = None,
+                           consume: bool = False) -> Tensor:
     """F_latt² for every evaluation (the image needs only the square, so no signs are computed).
 
-    Square shape: Π sincg², each axis by ``scene.arith.square_axis_fast`` (reduced arguments,
-    or nanoBragg.c's full-argument form with --c-parity: :mod:`nanobragg_cli.arithmetic`).
-    Other shapes square the full factor, and so does
+    Square shape: Π sincg² on reduced arguments f = h − h0 (h0 the rounded indices when the
+    caller has them, else round(h); float32 keeps its digits at high-order reflections). For an
+    integral N ≤ :data:`CHEBYSHEV_MAX_N` each factor is U_{N−1}(cos πf)
+    (:func:`nanobragg_cli.physics.sincg_chebyshev`), otherwise sin(Nπf)/sin(πf) with an exact
+    zero argument moved to the smallest normal number (whose ratio is N, avoiding a branch).
+    --c-parity evaluates nanoBragg.c's full-argument form instead (see
+    :func:`nanobragg_cli.physics.sincg_like_c`). Other shapes square the full factor, and so does
     a differentiable run (the in-place products below would overwrite what autograd saved).
+    ``consume``: nothing reads ``hkl`` afterwards, so the reduced indices overwrite it.
     """
     work = scene.work_dtype
     if scene.shape != "square" or scene.N.requires_grad or hkl[0].requires_grad:
-        F, _ = lattice_factor(scene, hkl, [_rounded(h) for h in hkl])
+        F, _ = lattice_factor(scene, hkl, h0 if h0 is not None else [_rounded(h) for h in hkl])
         return (F * F).to(work)
-    tiny = torch.tensor(torch.finfo(work).tiny, dtype=work, device=scene.device)
+
+    def reduced(i, h, n):
+        near = h0[i] if h0 is not None else torch.round(h)
+        f = h.sub_(near) if consume else h - near
+        f = f.to(work)                                       # |f| <= 1/2, exact in float64
+        if n <= CHEBYSHEV_MAX_N and n == int(n):
+            return sincg_chebyshev(f, int(n))
+        return sincg_ratio(f, n)
+
+    def like_c(i, h, n):   # C-parity quirk (sincg near integers), see physics.sincg_like_c
+        return sincg_like_c(h, n).to(work)
+
+    axis_factor = like_c if scene.c_parity else reduced
     L = None
-    for h, n in zip(hkl, scene.N_values):
+    for i, (h, n) in enumerate(zip(hkl, scene.N_values)):
         if n <= 1.0:
             continue
-        r = scene.arith.square_axis_fast(h, n, work, tiny)
+        r = axis_factor(i, h, n)
         L = r if L is None else L.mul_(r)
     if L is None:
         return torch.ones_like(hkl[0], dtype=work)
@@ -266,11 +291,14 @@ def structure_factors(scene: Scene, hkl: list, h0: list | None, executed: Tensor
     return scene.arith.interpolate(sf, hkl, nearest, interp, executed, killed, c_order)
 
 
-def _sum_rows(x: Tensor) -> Tensor:
+def _sum_rows(x: Tensor, in_place: bool = False) -> Tensor:
     """Σ over dim 0, strictly in row order: torch's sum() changes its summation order with the
-    width of the rows, which would make an image depend (in the last bit) on the chunk size."""
+    width of the rows, which would make an image depend (in the last bit) on the chunk size.
+    ``in_place``: x is scratch, its running sums overwrite it (no second (R, K) tensor)."""
+    if x.shape[0] == 1:
+        return x[0].clone() if in_place else x[0]
     # (clone: the last row must not keep the whole running-sum tensor alive)
-    return x[0] if x.shape[0] == 1 else torch.cumsum(x, 0)[-1].clone()
+    return (x.cumsum_(0) if in_place else torch.cumsum(x, 0))[-1].clone()
 
 
 def _sum_to_pixels(x: Tensor, P: int) -> Tensor:
@@ -320,10 +348,13 @@ def _reduce_c_parity(scene: Scene, term: Tensor, geo: PixelGeometry, pol_all: Te
 
 
 def _reduce_default(scene: Scene, term: Tensor, geo: PixelGeometry, pol_all: Tensor,
-                    valid: Tensor | None, omega_used: Tensor, ov: tuple) -> tuple:
+                    valid: Tensor | None, omega_used: Tensor, ov: tuple,
+                    F2_per_sub: Tensor | None = None) -> tuple:
     """(I, value), each (P,): the default mode's sum of ``term`` (Φ·M, K) into pixels, every
     sub-pixel and source weighted by its own capture fraction, polarization and solid angle
-    (the pixel's first ones unless -oversample_thick/_polar/_omega), plus the water background."""
+    (the pixel's first ones unless -oversample_thick/_polar/_omega), plus the water background.
+    F2_per_sub: a 0-dim F² that ``term`` still lacks, applied to each sub-pixel's sum; ``term``
+    is then scratch and summed in place."""
     dtype = scene.dtype
     T, SS, P = geo.airpath.shape
     S, PM = scene.n_src, scene.n_phi * scene.n_mos
@@ -334,7 +365,11 @@ def _reduce_default(scene: Scene, term: Tensor, geo: PixelGeometry, pol_all: Ten
     else:
         pol_w = pol_all if ov[1] else pol_all[0:1, 0:1].expand(T, SS, S, P)
     weight = cf_w[:, :, None, :] * pol_w * omega_used[:, :, None, :]     # (T, SS, S, P)
-    per_sub = _sum_rows(term).to(dtype).reshape(T, SS, S, P)
+    if F2_per_sub is None:
+        per_sub = _sum_rows(term)
+    else:
+        per_sub = _sum_rows(term, in_place=True).mul_(F2_per_sub)
+    per_sub = per_sub.to(dtype).reshape(T, SS, S, P)
     if scene.water_size != 0.0:
         bg = scene.water_molecules * WATER_F * WATER_F * PM
         per_sub = per_sub + (bg if valid is None else bg * valid.to(dtype))
@@ -374,7 +409,8 @@ def render_chunk(scene: Scene, pix: Tensor, killed: Tensor, first_sub: tuple | N
         F_latt, comps = lattice_factor(scene, hkl, h0)
         L2 = F_latt * F_latt
     else:
-        L2 = lattice_factor_squared(scene, hkl)
+        # only interpolation reads the fractional Miller indices again (a lookup reads h0)
+        L2 = lattice_factor_squared(scene, hkl, h0, consume=not scene.interpolate)
         F_latt = None
     valid_k = None if valid is None else valid.reshape(1, -1)
     executed = None
@@ -384,7 +420,15 @@ def render_chunk(scene: Scene, pix: Tensor, killed: Tensor, first_sub: tuple | N
         executed = valid_k if executed is None else executed & valid_k
     F_cell, new_killed, killed_rows = structure_factors(scene, hkl, h0, executed, killed, order)
     F_cell = F_cell.to(scene.work_dtype)
-    term = L2 * (F_cell * F_cell)
+    if not (cp or detail or F_cell.dim() or L2.requires_grad or F_cell.requires_grad):
+        # one F for every evaluation (-default_F only): F² scales each sub-pixel's sum instead
+        # of every evaluation; L2 is this chunk's own scratch, summed in place
+        term, F2_per_sub = L2, F_cell * F_cell
+    elif F_cell.shape == L2.shape and not (detail or F_cell.requires_grad or L2.requires_grad):
+        # F_cell is this chunk's own lookup result: squared and weighted in place
+        term, F2_per_sub = F_cell.mul_(F_cell).mul_(L2), None
+    else:
+        term, F2_per_sub = L2 * (F_cell * F_cell), None
     if valid_k is not None:
         term = torch.where(valid_k, term, torch.zeros((), dtype=term.dtype, device=device))
 
@@ -406,7 +450,7 @@ def render_chunk(scene: Scene, pix: Tensor, killed: Tensor, first_sub: tuple | N
         I, value = _reduce_c_parity(scene, term, geo, pol_all, executed, order, polar_pixel,
                                     cf_last, omega_pixel, ov)
     else:
-        I, value = _reduce_default(scene, term, geo, pol_all, valid, omega_used, ov)
+        I, value = _reduce_default(scene, term, geo, pol_all, valid, omega_used, ov, F2_per_sub)
 
     out = ChunkOutput(values=value, I=I, omega_sum=omega_used.sum(), killed=new_killed,
                       killed_rows=killed_rows)

@@ -60,10 +60,12 @@ class StructureFactors:
         framed = self.bordered()
         K2, L2 = framed.shape[1], framed.shape[2]
         offset = -((self.h_min - 1) * K2 * L2 + (self.k_min - 1) * L2 + (self.l_min - 1))
-        idx = (h0.clamp(self.h_min - 1, self.h_max + 1) * float(K2 * L2) +
-               k0.clamp(self.k_min - 1, self.k_max + 1) * float(L2) +
-               (l0.clamp(self.l_min - 1, self.l_max + 1) + float(offset))).long()
-        return framed.reshape(-1).to(h0.dtype)[idx]
+        # integral values far below 2**53: every sum is exact, whatever the order (in place)
+        idx = h0.clamp(self.h_min - 1, self.h_max + 1).mul_(float(K2 * L2))
+        part = k0.clamp(self.k_min - 1, self.k_max + 1)
+        idx.add_(part, alpha=float(L2))
+        idx.add_(torch.clamp(l0, self.l_min - 1, self.l_max + 1, out=part)).add_(float(offset))
+        return framed.reshape(-1).to(h0.dtype)[idx.long()]
 
     def out_of_range(self, h: Tensor, k: Tensor, l: Tensor) -> Tensor:
         """nanoBragg.c's range test for interpolation, on the fractional indices: True unless
