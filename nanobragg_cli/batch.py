@@ -177,8 +177,10 @@ def batch_main(shots_path: str, argv: list, written: list) -> int:
     from .manifest import file_record
     from .series import SeriesOptions, frames_to_render
     from .series_manifest import complete_frames, configuration_key
-    from .series_run import (_note, manifest_writer, progress_wanted, resumable, run_frames,
-                             summary_line, tool_argv)
+    from .run_share import Share
+    from .series import base_seed
+    from .series_run import (_note, _time_seeded, finish_run, manifest_writer, progress_wanted,
+                             resumable, run_frames, share_text, tool_argv)
     from .simulate import split_tool_options
 
     started, t0 = time.time(), time.perf_counter()
@@ -191,6 +193,7 @@ def batch_main(shots_path: str, argv: list, written: list) -> int:
             raise FlagError(f"{flag}: not available for a shot list")
     if sopts.resume and not tool.manifest:
         raise FlagError("--resume: needs --manifest FILE (the record of the complete shots)")
+    share = Share(tool, "batch")
     preflight.check_header_inputs(base_argv)
     frames, configs, base_cfg, seeds = plan_batch(shots_path, base_argv, tool, sopts.first)
     inputs = [("batch", shots_path)]
@@ -201,17 +204,27 @@ def batch_main(shots_path: str, argv: list, written: list) -> int:
     targv = tool_argv(tool)
     key = configuration_key("batch", base_argv, targv, input_records)
     previous = resumable(tool.manifest, "batch", key) if sopts.resume else None
-    if previous is not None:   # again, with the seeds of the run being resumed
+    share.start()
+    noisy = any(f.seed is not None for f in frames)
+    agreed = share.agree_seeds(
+        {"noise_seed": base_seed(base_cfg, previous), "misset_seed": seeds["misset_seed"]
+         if previous is None or previous.get("misset_seed") is None
+         else int(previous["misset_seed"])},
+        _time_seeded(previous, noisy and not base_cfg.output.seed_given,
+                     _random_misset(configs) and not base_cfg.crystal.misset_seed_given))
+    if previous is not None or agreed != seeds:   # again, with the seeds all ranks share
         frames, configs, base_cfg, seeds = plan_batch(shots_path, base_argv, tool, sopts.first,
-                                                      previous)
-    done = complete_frames(previous, frames, targv, key)
-    todo = frames_to_render(frames, set(done))
-    planned = [(flag, p) for f in frames for flag, p in f.outputs]
+                                                      agreed)
+    mine = frames_to_render(frames, (), share.rank, share.world)
+    done = complete_frames(previous, mine, targv, key)
+    todo = frames_to_render(mine, set(done))
+    part = share.manifest_path(tool.manifest)
+    planned = [(flag, p) for f in mine for flag, p in f.outputs]
     for cfg in configs.values():
         if cfg.crystal.hklfile is not None and ("-dump", cfg.crystal.dumpfile) not in planned:
             planned.append(("-dump", cfg.crystal.dumpfile))
-    if tool.manifest:
-        planned.append(("--manifest", tool.manifest))
+    if part:
+        planned.append(("--manifest", part))
     preflight.check_outputs(planned, inputs)
     for cfg in configs.values():
         preflight.check_memory(cfg, tool.max_memory)
@@ -221,35 +234,46 @@ def batch_main(shots_path: str, argv: list, written: list) -> int:
         s0 = seeds["noise_seed"]
         _note(f"noise seed: shot i uses -seed {s0}+i unless it gives its own "
               f"(repeat with -seed {s0})")
-    print(f"batch: {len(frames)} shots from {shots_path}, {len(todo)} to render, "
-          f"{len(frames) - len(todo)} already complete", flush=True)
-    renderers = _Renderers(tool)
-    head = {"mode": "c-parity" if tool.c_parity else "default", "dtype": tool.dtype,
+    print(f"batch: {len(frames)} shots from {shots_path}, {share_text(share, len(mine))}"
+          f"{len(todo)} to render, {len(mine) - len(todo)} already complete", flush=True)
+    renderers = _Renderers(share.render_tool())
+    head = {**share.head(), "frames_total": len(frames), "mode": "c-parity" if tool.c_parity else "default", "dtype": tool.dtype,
             "device": tool.device, "configuration_sha256": key,
             "inputs": input_records, **seeds}
     head["messages"] = renderers.messages   # filled in by the first set-up
-    write_manifest = manifest_writer(tool.manifest, "batch", ["batch", shots_path, "--", *argv],
+    write_manifest = manifest_writer(part, "batch", ["batch", shots_path, "--", *argv],
                                      started, head, written)
     records = dict(done)
-    if write_manifest is not None and not todo:
-        write_manifest(records)
+    failed = head["failed"] = []
+    if write_manifest is not None and (not todo or share.world > 1):
+        write_manifest(records)   # a part at once: it replaces the part of an earlier run
     t_frames = time.perf_counter()
     run_frames(todo, lambda f: configs[f.number], renderers, tool, written, records,
-               write_manifest=write_manifest, progress=progress_wanted(base_cfg, tool))
-    print(summary_line("batch", len(todo), t0, t_frames), flush=True)
-    return 0
+               write_manifest=write_manifest, progress=progress_wanted(base_cfg, tool),
+               where=share.where(), failed=failed)
+    return finish_run(share, "batch", head, records, write_manifest, tool.manifest, written,
+                      len(todo), t0, t_frames)
+
+
+def _random_misset(configs: dict) -> bool:
+    return any(c.crystal.misset == "random" for c in configs.values())
 
 
 @click.command("batch", context_settings={"help_option_names": ["-h", "--help"],
                                           "ignore_unknown_options": True,
                                           "allow_interspersed_args": False})
+@click.option("--merge", "merge", metavar="MANIFEST", default=None,
+              help="merge the per-rank parts (MANIFEST's .rankR-of-W files) of a series or shot "
+              "list run over several processes into MANIFEST, and exit")
 @click.argument("shots", required=False)
 @click.argument("base", nargs=-1, type=click.UNPROCESSED)
-def batch_command(shots, base):
+def batch_command(merge, shots, base):
     """Render a shot list: one image per line of SHOTS (JSON lines, {"id": ..., "flags": ...}),
     each with the BASE flags (nanoBragg.c flags and this tool's --options) followed by its own.
 
-    Output names are templates: {id} is the shot's id, a run of '#' its number.
+    Output names are templates: {id} is the shot's id, a run of '#' its number. Split over
+    several processes (torchrun, srun, mpirun, or --rank/--world-size) each renders its share:
+    see docs/scale-out.md.
     """
     from .cli import EXIT_INTERRUPT, _err, _interrupted
     base = list(base)
@@ -257,6 +281,11 @@ def batch_command(shots, base):
         base = base[1:]
     written = []
     try:
+        if merge is not None:
+            if shots or base:
+                raise FlagError("--merge: give only the manifest (nanobragg batch --merge FILE)")
+            from .manifest_parts import merge_command_main
+            sys.exit(merge_command_main(merge))
         if not shots:
             raise FlagError("batch: give the shot list, SHOTS.jsonl (see 'nanobragg batch --help')")
         code = batch_main(shots, base, written)

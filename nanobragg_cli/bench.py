@@ -47,6 +47,8 @@ def series_commands(bench: Benchmark, runner: "Runner", workdir: Path) -> tuple:
     if runner.key != "c":
         cmd = [*runner.prefix, *bench.args, *SERIES_OUTPUT_FLAGS, "--frames", str(bench.frames),
                *runner.suffix]
+        if runner.processes:
+            cmd = [sys.executable, "-I", "-S", "-c", _RANKS_LAUNCHER, str(runner.processes), *cmd]
         return cmd, expect
     script = workdir / "c_loop.sh"
     lines = ["set -e"] + [shlex.join([*runner.prefix, *f.argv]) + " > /dev/null"
@@ -60,6 +62,15 @@ def series_commands(bench: Benchmark, runner: "Runner", workdir: Path) -> tuple:
 
 
 SERVER_ENV = "NANOBRAGG_SERVER"
+
+# W processes of one series, rank r given --rank r --world-size W, waited for together (the
+# timed command of a multi-process runner; exit: the first non-zero exit of a rank)
+_RANKS_LAUNCHER = """import subprocess, sys
+w, cmd = int(sys.argv[1]), sys.argv[2:]
+procs = [subprocess.Popen(cmd + ["--rank", str(r), "--world-size", str(w)]) for r in range(w)]
+codes = [p.wait() for p in procs]
+sys.exit(next((c for c in codes if c), 0))
+"""
 
 
 def ours_runner(dtype: str, device: str, threads: int, extra: list,
@@ -103,6 +114,15 @@ def warm_server(folder: Path, threads: int, log=None):
     finally:
         subprocess.run([sys.executable, "-c", "from nanobragg_cli import server; server.stop()"],
                        env=probe.env, capture_output=True, timeout=60)
+
+
+def processes_runner(dtype: str, device: str, processes: int, extra: list) -> Runner:
+    """Our CLI as ``processes`` processes of one thread each sharing a series' frames
+    (``--rank r --world-size W``, frames r, r+W, ...): beside one process of W threads."""
+    one = ours_runner(dtype, device, 1, extra)
+    return Runner(key=f"py-{dtype}-{processes}proc",
+                  label=f"ours {dtype}, {processes} processes x 1 thread",
+                  prefix=one.prefix, suffix=one.suffix, env=one.env, processes=processes)
 
 
 def c_runner(c_bin: str, threads: int) -> Runner:
@@ -227,6 +247,7 @@ def run_benchmark(bench: Benchmark, work: Work, workdir: Path, runners: list, re
     runner ran, each other runner's max relative image difference from C."""
     expect = 4 * work.shape_slow_fast[0] * work.shape_slow_fast[1]
     commands, files, last_float = {}, {}, {}
+    runners = [r for r in runners if bench.frames or not r.processes]
     for r in runners:
         if bench.frames:
             commands[r.key], files[r.key] = series_commands(bench, r, workdir)
@@ -298,6 +319,8 @@ def run_suite(benchmarks: list, *, threads: int, repeats: int, dtypes: list, dev
             (warm_server(Path(tmp), threads, log) if server
              else contextlib.nullcontext()) as server_env:
         runners = [ours_runner(dt, device, threads, extra, server_env) for dt in dtypes]
+        if threads > 1 and any(b.frames for b in benchmarks):   # series: W processes too
+            runners.append(processes_runner(dtypes[0], device, threads, extra))
         runners += [c] if c else []
         for bench in benchmarks:
             workdir = make_workdir(Path(tmp), bench, golden)
@@ -363,6 +386,8 @@ def bench_command(ids, repeats, dtypes, device, threads, extra, c_bin, json_path
     with one process per frame (each frame's own -phi), same frames and threads:
     S1  100 frames of B1 with -osc 0.1 -phisteps 2
     S2  10 frames of the supervisor command with -osc 0.1 -phisteps 10
+    With --threads N > 1 a series is also timed as N processes x 1 thread (--rank/--world-size,
+    frames shared round-robin) beside the one process of N threads.
     """
     try:
         extra_args = shlex.split(extra)

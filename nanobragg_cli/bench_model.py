@@ -87,6 +87,7 @@ class Runner:
     prefix: list          # argv before the nanoBragg flags
     suffix: list          # argv after them (our tool options)
     env: dict
+    processes: int = 0    # > 0: series only, that many processes of 1 thread (--rank/--world-size)
 
 
 @dataclass

@@ -155,6 +155,11 @@ def table_rows(report: dict) -> list:
         ev = b["work"]["evaluations"]
         for key, r in b["runs"].items():
             label = labels.get(key, "ours " + key.removeprefix("py-"))
+            if key.endswith("proc"):   # a series shared by W processes of one thread
+                dtype, procs = key.removeprefix("py-").rsplit("-", 1)
+                label = f"ours {dtype}, {procs.removesuffix('proc')} processes × 1 thread"
+            elif key != "c" and any(k.endswith("proc") for k in b["runs"]):
+                label += f", 1 process × {report['settings']['threads']} threads"
             if key != "c" and report["settings"]["device"] != "cpu":
                 label += f" ({report['settings']['device']})"
             if key != "c" and report["settings"].get("server"):
@@ -223,8 +228,13 @@ def work_lines(report: dict) -> list:
             parts = []
             for key, note in (series.get("ours") or {}).items():
                 if note:
-                    parts.append(f"ours {key.removeprefix('py-')}: one process, set-up "
-                                 f"{note['setup_s']:.2f} s, {note['per_frame_s']:.3g} s per frame "
+                    procs = key.rsplit("-", 1)[-1] if key.endswith("proc") else ""
+                    how = (f"{procs.removesuffix('proc')} processes x 1 thread, rank 0:"
+                           if procs else "one process,")
+                    own = " of its share" if procs else ""
+                    parts.append(f"ours {key.removeprefix('py-')}: {how} set-up "
+                                 f"{note['setup_s']:.2f} s, {note['per_frame_s']:.3g} s per "
+                                 f"frame{own} "
                                  f"({note['in_process_s']:.3g} s in process)")
             if series.get("c_per_frame_s"):
                 parts.append(f"nanoBragg.c loop: {series['c_per_frame_s']:.3g} s per frame "

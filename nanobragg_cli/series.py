@@ -29,7 +29,7 @@ from .options import RawOptions
 
 RTD = 180.0 / math.pi
 # the tool options (nanobragg_cli.tool_options) that make a run a series
-SERIES_OPTIONS = ("--frames", "--first-frame", "--resume")
+SERIES_OPTIONS = ("--frames", "--first-frame", "--resume", "--rank", "--world-size")
 # the image outputs a template may name, in nanoBragg.c's writing order
 TEMPLATE_FLAGS = ("-floatfile", "-intfile", "-pgmfile", "-noisefile")
 _HASH_RUN = re.compile(r"#+")
@@ -302,7 +302,8 @@ def frame_config(cfg: Config, frame: Frame) -> Config:
 
 def frames_to_render(frames: list, done: set | frozenset = frozenset(), rank: int = 0,
                      world: int = 1) -> list:
-    """The frames this process renders: those not ``done`` (numbers of frames whose files are
-    complete), shared round-robin among ``world`` processes (this one is ``rank``)."""
-    todo = [f for f in frames if f.number not in done]
-    return todo[rank::world]
+    """The frames this process renders: its share of ``frames`` among ``world`` processes
+    (position i belongs to rank i mod world: frames r, r+W, r+2W, ...), less those ``done``
+    (numbers of frames whose files are complete). The share does not depend on ``done``, so
+    ranks that start at different times (or resume) never render a frame twice."""
+    return [f for f in frames[rank::world] if f.number not in done]

@@ -120,31 +120,49 @@ class FrameProgress:
               flush=True)
 
 
+def _what(frame) -> str:
+    return f"frame {frame.number}" if frame.shot_id is None else f"shot {frame.shot_id}"
+
+
+def failures_error(failed: list, total: int, manifest: str | None) -> NanoBraggError:
+    """The one-line error of a run whose frames ``failed`` (exit 9; rerun with --resume)."""
+    first = failed[0]
+    where = f"; each error is in {manifest}" if manifest else ""
+    return NanoBraggError(f"{len(failed)} of {total} frame(s) failed (frame {first['number']}: "
+                          f"{first['error']}){where}; rerun with --resume to render what is "
+                          "missing")
+
+
 def frame_line(frame, res, files: list, seconds: float) -> str:
     """The stdout line of a finished frame."""
-    what = f"frame {frame.number}"
-    if frame.shot_id is not None:
-        what = f"shot {frame.shot_id}"
+    what = _what(frame)
     phi = f" phi={frame.phi_deg}" if frame.phi_deg is not None and frame.shot_id is None else ""
     names = " ".join(path for _, path, _ in files)
     return f"{what}{phi}: {names} max_I={res.stats.max_I:g} ({seconds:.2f} s)"
 
 
 def run_frames(todo: list, configs, renderer_for, tool, written: list, records: dict, *,
-               write_manifest=None, store_image=None, progress: bool = False) -> dict:
+               write_manifest=None, store_image=None, progress: bool = False,
+               where: dict | None = None, failed: list | None = None) -> dict:
     """Render the frames ``todo``, committing each one as soon as it is done.
 
     ``configs(frame)`` -> the frame's Config; ``renderer_for(frame, cfg)`` -> its FrameRenderer;
     ``records``: {number: manifest frame record}, pre-filled with frames already complete, and
     updated here; ``write_manifest(records)``: called after every committed frame;
-    ``store_image(frame, res)``: called with every rendered frame (the NXmx series file).
+    ``store_image(frame, res)``: called with every rendered frame (the NXmx series file);
+    ``where``: fields added to each record (rank, host, device); ``failed``: a list receiving
+    {number, index, id, error, ...where} of each frame whose rendering or writing raised (the
+    other frames go on); without it the first such error ends the run.
     """
     from .series_manifest import frame_record
     bar = FrameProgress(progress, len(todo))
     targv = tool_argv(tool)
+
+    def record(frame, files, seconds):
+        return {**frame_record(frame, targv, files, seconds), **(where or {})}
     try:
         _frames_loop(todo, configs, renderer_for, tool, written, records, write_manifest,
-                     store_image, bar, targv, frame_record)
+                     store_image, bar, record, failed, where or {})
     except BaseException:   # Ctrl-C, SIGTERM, an error: say which frames are complete
         if records:
             extra = [p for p in written if p not in _frame_paths(records)]
@@ -172,20 +190,32 @@ def _ranges(numbers: list) -> str:
 
 
 def _frames_loop(todo, configs, renderer_for, tool, written, records, write_manifest,
-                 store_image, bar, targv, frame_record) -> None:
-    from .validate import check_image, quiet_numpy  # a frame with NaN/inf/negative pixels stops
+                 store_image, bar, frame_record, failed, where) -> None:
+    from .validate import check_image, quiet_numpy  # a frame with NaN/inf/negative pixels fails
     for frame in todo:
         t0 = time.perf_counter()
-        cfg = configs(frame)
-        with quiet_numpy():
-            res = renderer_for(frame, cfg).render(cfg)
-        check_image(res, tool.c_parity, warn=lambda w: print(f"nanobragg: warning: frame "
-                                                                f"{frame.number}: {w}",
-                                                                file=sys.stderr))
-        files = frame_files(res, frame, tool)
-        commit_frame([(path, data) for _, path, data in files], written)
+        try:
+            cfg = configs(frame)
+            with quiet_numpy():
+                res = renderer_for(frame, cfg).render(cfg)
+            check_image(res, tool.c_parity, warn=lambda w: print(f"nanobragg: warning: frame "
+                                                                    f"{frame.number}: {w}",
+                                                                    file=sys.stderr))
+            files = frame_files(res, frame, tool)
+            commit_frame([(path, data) for _, path, data in files], written)
+        except Exception as err:   # Ctrl-C and SIGTERM are not Exceptions: they end the run
+            if failed is None:
+                raise
+            message = str(err).splitlines()[0] if str(err) else type(err).__name__
+            failed.append({"index": frame.index, "number": frame.number, "id": frame.shot_id,
+                           "error": message, **where})
+            _note(f"{_what(frame)} failed: {message}")
+            if write_manifest is not None:
+                write_manifest(records)
+            bar.frame_done()
+            continue
         seconds = time.perf_counter() - t0
-        records[frame.number] = frame_record(frame, targv, files, seconds)
+        records[frame.number] = frame_record(frame, files, seconds)
         if write_manifest is not None:
             write_manifest(records)
         if store_image is not None:
@@ -227,8 +257,8 @@ def announce(cfg, tool, frames: list, renderer) -> None:
 def resumable(path: str, kind: str, key: str) -> dict | None:
     """The manifest ``--resume`` continues (its seeds and complete frames), or None: none yet,
     or one of another configuration (then every frame is rendered again, as said on stderr)."""
-    from .series_manifest import read_previous
-    previous = read_previous(path, kind)
+    from .manifest_parts import read_all
+    previous = read_all(path, kind, key)
     if previous is not None and previous.get("configuration_sha256") != key:
         _note(f"--resume: {path} records another configuration (flags, tool options or input "
               "files changed): rendering every frame")
@@ -241,8 +271,9 @@ def series_main(argv: list, written: list) -> int:
     from . import preflight
     from .errors import FlagError
     from .manifest import file_record
-    from .series import (SeriesOptions, frame_config, frames_to_render, plan_series,
-                         series_templates)
+    from .run_share import Share
+    from .series import (SeriesOptions, base_seed, frame_config, frames_to_render, misset_seed,
+                         plan_series, series_templates)
     from .series_manifest import complete_frames, configuration_key
     from .simulate import prepare, split_tool_options
 
@@ -250,7 +281,8 @@ def series_main(argv: list, written: list) -> int:
     nb_argv, tool = split_tool_options(argv)
     sopts = SeriesOptions.from_tool(tool)
     if sopts.frames is None:
-        raise FlagError("--first-frame/--resume: only for a series, give --frames N")
+        raise FlagError("--first-frame/--resume/--rank/--world-size: only for a series, give "
+                        "--frames N")
     if tool.trace_json:
         raise FlagError("--trace-json: traces one image, not a series (trace one frame with the "
                         "command line its --manifest records)")
@@ -261,6 +293,7 @@ def series_main(argv: list, written: list) -> int:
         require_h5py()
         if "#" in tool.hdf5:
             raise FlagError(f"--hdf5 {tool.hdf5}: one file holds the whole series (no '#')")
+    share = Share(tool, "series")
     preflight.check_header_inputs(nb_argv)
     cfg = prepare(nb_argv)
     templates = series_templates(nb_argv, tool)
@@ -270,32 +303,42 @@ def series_main(argv: list, written: list) -> int:
     targv = tool_argv(tool)
     key = configuration_key("series", nb_argv, targv, input_records)
     previous = resumable(tool.manifest, "series", key) if sopts.resume else None
-    frames = plan_series(nb_argv, cfg, sopts, templates, previous)
-    done = complete_frames(previous, frames, targv, key)
+    share.start()
+    noise = cfg.output.calculate_noise and "-noisefile" in templates
+    seeds = share.agree_seeds(
+        {"noise_seed": base_seed(cfg, previous) if noise else None,
+         "misset_seed": misset_seed(cfg, previous)},
+        _time_seeded(previous, noise and not cfg.output.seed_given,
+                     cfg.crystal.misset == "random" and not cfg.crystal.misset_seed_given))
+    frames = plan_series(nb_argv, cfg, sopts, templates, seeds)
+    mine = frames_to_render(frames, (), share.rank, share.world)
+    done = complete_frames(previous, mine, targv, key)
     if tool.hdf5 and "-floatfile" not in templates:
         done = {}   # the NXmx file needs every frame's image: without float files, render all
-    todo = frames_to_render(frames, set(done))
-    planned = [(flag, path) for f in frames for flag, path in f.outputs]
+    todo = frames_to_render(mine, set(done))
+    part = share.manifest_path(tool.manifest)
+    planned = [(flag, path) for f in mine for flag, path in f.outputs]
     if cfg.crystal.hklfile is not None:
         planned.append(("-dump", cfg.crystal.dumpfile))
-    planned += [(flag, p) for flag, p in (("--manifest", tool.manifest), ("--hdf5", tool.hdf5))
-                if p]
+    planned += [(flag, p) for flag, p in (("--manifest", part), ("--hdf5", tool.hdf5)) if p]
     preflight.check_outputs(planned, inputs)
     preflight.check_memory(cfg, tool.max_memory)
 
     first_cfg = frame_config(cfg, (todo or frames)[0])
-    renderer = FrameRenderer(first_cfg, tool) if (todo or tool.hdf5) else None
+    renderer = FrameRenderer(first_cfg, share.render_tool()) if (todo or tool.hdf5) else None
     announce(cfg, tool, frames, renderer)
     print(f"series: {len(frames)} frames ({frames[0].number} to {frames[-1].number}), "
-          f"{len(todo)} to render, {len(frames) - len(todo)} already complete", flush=True)
+          f"{share_text(share, len(mine))}{len(todo)} to render, {len(mine) - len(todo)} "
+          "already complete", flush=True)
 
-    head = {"mode": "c-parity" if tool.c_parity else "default", "dtype": tool.dtype,
+    head = {**share.head(), "frames_total": len(frames),
+            "mode": "c-parity" if tool.c_parity else "default", "dtype": tool.dtype,
             "device": tool.device, "configuration_sha256": key,
             "noise_seed": frames[0].seed,
             "misset_seed": _misset_value(frames[0]),
             "inputs": input_records,
             "messages": [] if renderer is None else list(renderer.messages)}
-    write_manifest = manifest_writer(tool.manifest, "series", argv, started, head, written)
+    write_manifest = manifest_writer(part, "series", argv, started, head, written)
     store_image, nxs = None, None
     if tool.hdf5:
         nxs = _series_file(cfg, frames, renderer, argv, done)
@@ -305,15 +348,47 @@ def series_main(argv: list, written: list) -> int:
         return frame_config(cfg, frame)
 
     records = dict(done)
-    if write_manifest is not None and not todo:
-        write_manifest(records)
+    failed = head["failed"] = []
+    if write_manifest is not None and (not todo or share.world > 1):
+        write_manifest(records)   # a part at once: it replaces the part of an earlier run
     t_frames = time.perf_counter()
     run_frames(todo, config_of, lambda frame, c: renderer, tool, written, records,
                write_manifest=write_manifest, store_image=store_image,
-               progress=progress_wanted(cfg, tool))
-    if nxs is not None:
+               progress=progress_wanted(cfg, tool), where=share.where(), failed=failed)
+    if nxs is not None and not failed:
         commit_frame([(tool.hdf5, nxs.file.finish())], written)
-    print(summary_line("series", len(todo), t0, t_frames), flush=True)
+    return finish_run(share, "series", head, records, write_manifest, tool.manifest, written,
+                      len(todo), t0, t_frames)
+
+
+def _time_seeded(previous: dict | None, noise: bool, misset: bool) -> list:
+    """The seed flags whose value would come from the clock: [-seed, -misset_seed] (those the
+    flags do not give and the manifest being resumed does not record)."""
+    out = []
+    if noise and not (previous and previous.get("noise_seed") is not None):
+        out.append("-seed")
+    if misset and not (previous and previous.get("misset_seed") is not None):
+        out.append("-misset_seed")
+    return out
+
+
+def share_text(share, n: int) -> str:
+    """'rank 1 of 4 renders 25: ' in the plan line of a multi-rank run, else ''."""
+    return f"rank {share.rank} of {share.world} renders {n}: " if share.world > 1 else ""
+
+
+def finish_run(share, kind: str, head: dict, records: dict, write_manifest, manifest, written,
+               n_todo: int, t0: float, t_frames: float) -> int:
+    """The end of a series or batch: this rank's manifest (part) marked finished, the parts
+    merged (:meth:`Share.finish`), the summary line; failed frames: one error line, exit 9."""
+    failed = head["failed"]
+    head["status"] = "finished"
+    if write_manifest is not None:
+        write_manifest(records)
+    share.finish(manifest, written)
+    print(summary_line(kind, n_todo - len(failed), t0, t_frames), flush=True)
+    if failed:
+        raise failures_error(failed, n_todo, manifest and share.manifest_path(manifest))
     return 0
 
 

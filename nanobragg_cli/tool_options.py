@@ -33,6 +33,8 @@ class ToolOptions:
     frames: int | None = None      # a rotation series (nanobragg_cli.series)
     first_frame: int = 1
     resume: bool = False
+    rank: int | None = None        # this process's share of a series or batch (nanobragg_cli.ranks)
+    world_size: int | None = None
 
 
 def parse_size(flag: str, text: str) -> int:
@@ -137,6 +139,11 @@ TOOL_OPTIONS = (
                "names (default: 1)", "first_frame", _int_at_least(0)),
     ToolOption("--resume", "", "with --frames (or batch) and --manifest: render only the frames "
                "whose files are missing or differ from the manifest", "resume"),
+    ToolOption("--rank", "R", "with --frames (or batch) and --world-size W: render only frames "
+               "R, R+W, R+2W, ... (default: the rank torchrun, srun or mpirun sets, else 0)",
+               "rank", _int_at_least(0)),
+    ToolOption("--world-size", "W", "the number of processes sharing the frames (default: from "
+               "the launcher, else 1); see docs/scale-out.md", "world_size", _int_at_least(1)),
     ToolOption("--version", "", "print the version and exit"),
     ToolOption("--help", "", "print this help and exit"),
 )

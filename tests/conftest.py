@@ -34,3 +34,12 @@ def cached_run(name: str, **kw):
     if key not in _RUNS:
         _RUNS[key] = run_case(CASES[name], GOLDEN, **kw)
     return _RUNS[key]
+
+
+@pytest.fixture(autouse=True)
+def _single_process_environment(monkeypatch):
+    """Tests run as one process even when the test runner itself was started by torchrun, srun
+    or mpirun: their rank variables would split every in-process series (nanobragg_cli.ranks)."""
+    from nanobragg_cli.ranks import launcher_variables
+    for name in launcher_variables():
+        monkeypatch.delenv(name, raising=False)

@@ -222,3 +222,17 @@ def test_series_benchmark_beside_a_c_loop(tmp_path, monkeypatch):
     note = b["series"]["ours"]["py-float64"]
     assert note["frames"] == 3 and note["per_frame_s"] > 0 and note["setup_s"] > 0
     assert bench.select("S1", False, tmp_path)[0].frames == 100
+
+
+def test_series_benchmark_with_processes_beside_threads(tmp_path):
+    """With --threads 2 a series is timed as 2 processes x 1 thread (--rank/--world-size)
+    beside 1 process x 2 threads, in the same run; both write every frame."""
+    out_json = tmp_path / "bench.json"
+    assert main(["bench", "--tiny", "--set", "T3", "--repeats", "1", "--threads", "2",
+                 "--json", str(out_json), "--markdown"]) == 0
+    (b,) = json.loads(out_json.read_text())["benchmarks"]
+    assert b["runs"]["py-float64"]["ok"] and b["runs"]["py-float64-2proc"]["ok"]
+    rows = bench_report.table_rows(json.loads(out_json.read_text()))
+    labels = [r[1] for r in rows]
+    assert "ours float64, 2 processes × 1 thread" in labels
+    assert "ours float64, 1 process × 2 threads" in labels
