@@ -167,6 +167,9 @@ def check_binary(binary: str, argv: list, base: Path | None = None, *, c_parity:
     except NanoBraggError as err:
         chk.error = f"our run failed: {err}"
         return chk
+    except Exception as err:  # noqa: BLE001 - a crash of ours is this case's finding
+        chk.error = f"our run crashed: {type(err).__name__}: {err}"
+        return chk
     chk.shape = tuple(ours.image.shape)
     ref = c.image(chk.shape)
     if ref is None:

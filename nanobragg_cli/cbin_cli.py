@@ -8,6 +8,10 @@ check_binary`), a line per traced pixel with its ``first_divergence``, the bundl
 
 suite: every line of a cases file (:mod:`nanobragg_cli.cases_file`), one row per case, then
 ``N passed, M failed`` as the last line; exit 0 when all pass, 1 otherwise, 2 unusable input.
+
+suite --random N --seed S: the same for N command lines drawn by :mod:`nanobragg_cli.fuzz_cases`
+(with the input files they name), each failure printed as a one-line command and its first
+divergence, and the failures counted by kind.
 """
 
 from __future__ import annotations
@@ -86,15 +90,14 @@ def _row(name: str, chk, seconds: float) -> str:
             + f"  {seconds:.1f} s")
 
 
-def suite_c_bin(binary: str, cases_path: Path, *, c_parity: bool, dtype: str, device: str,
-                do_shrink: bool, out: Path | None) -> int:
-    """``nanobragg suite --c-bin PATH --cases FILE``; returns the exit status."""
-    from .cases_file import read_cases
+def _check_cases(binary: str, cases: list, base: Path, *, c_parity: bool, dtype: str,
+                 device: str, do_shrink: bool, out: Path | None, describe, on_fail=None) -> int:
+    """Check every case (objects with ``name`` and ``flags``; input paths relative to ``base``):
+    one row per case, a bundle per failing case under ``out``; ``describe(case)`` names the case
+    in a bundle's invocation, ``on_fail(case, chk, shrunk)`` hears each failure. Returns how
+    many passed."""
     from .progress import RenderProgress
-    cases = read_cases(cases_path)
-    base = Path(cases_path).resolve().parent
     passed = 0
-    t0 = time.perf_counter()
     for case in cases:
         byte_kinds = ("int",) + (("noise",) if "-seed" in case.flags else ())
         check_kw = dict(c_parity=c_parity, dtype=dtype, device=device, compare_bytes=byte_kinds)
@@ -113,11 +116,104 @@ def suite_c_bin(binary: str, cases_path: Path, *, c_parity: bool, dtype: str, de
         shrunk = None
         if do_shrink and not chk.ok and chk.error is None:
             shrunk = _shrink(binary, chk, check_kw)
+        if on_fail is not None and not chk.ok:
+            on_fail(case, chk, shrunk)
         if out is not None and not chk.ok:
-            bundle = write_bundle(chk, Path(out) / case.name,
-                                  f"nanobragg suite --c-bin {binary} --cases {cases_path} "
-                                  f"(case {case.name}, line {case.line})", shrunk)
+            bundle = write_bundle(chk, Path(out) / case.name, describe(case), shrunk)
             click.echo(f"  bundle: {bundle}")
+    return passed
+
+
+def suite_c_bin(binary: str, cases_path: Path, *, c_parity: bool, dtype: str, device: str,
+                do_shrink: bool, out: Path | None) -> int:
+    """``nanobragg suite --c-bin PATH --cases FILE``; returns the exit status."""
+    from .cases_file import read_cases
+    cases = read_cases(cases_path)
+    base = Path(cases_path).resolve().parent
+    t0 = time.perf_counter()
+    passed = _check_cases(binary, cases, base, c_parity=c_parity, dtype=dtype, device=device,
+                          do_shrink=do_shrink, out=out,
+                          describe=lambda case: f"nanobragg suite --c-bin {binary} --cases "
+                                                f"{cases_path} (case {case.name}, line {case.line})")
     click.echo(f"wall time {time.perf_counter() - t0:.1f} s for {len(cases)} cases")
     click.echo(f"{passed} passed, {len(cases) - passed} failed")
     return 0 if passed == len(cases) else 1
+
+
+def failure_kind(chk) -> str:
+    """What a failed check counts as in the fuzzer's summary: ``refused by validation`` (our
+    side refused the flags with a user error; the binary's image NaN/inf or finite), ``our run
+    crashed``, ``binary failed``, else its first divergence."""
+    if chk.error is None:
+        return f"first_divergence={chk.signature}"
+    if chk.error.startswith("our run failed"):
+        import numpy as np
+        data = chk.c_run.files.get("float", b"") if chk.c_run is not None else b""
+        finite = bool(np.isfinite(np.frombuffer(data[:len(data) // 4 * 4], dtype="<f4")).all())
+        return "refused by validation (the binary's image is " + (
+            "finite: a real image we refuse)" if finite else "NaN/inf)")
+    if chk.error.startswith("our run crashed"):
+        return "our run crashed"
+    if chk.error.startswith("the binary"):
+        return "binary failed"
+    return "error"
+
+
+def suite_random(binary: str, n: int, seed: int, *, start: int, c_parity: bool, dtype: str,
+                 device: str, do_shrink: bool, out: Path | None) -> int:
+    """``nanobragg suite --c-bin PATH --random N --seed S``: draw cases ``start..start+N-1`` of
+    ``seed`` (:mod:`nanobragg_cli.fuzz_cases`), write their inputs and a cases file (under
+    ``OUT/random_<seed>/``, else a temporary folder kept only when a case fails), check each
+    like a line of a cases file, print each failure as a one-line command with its first
+    divergence, then the counts by kind; returns the exit status."""
+    import collections
+    import shlex
+    import shutil
+    import tempfile
+    from .fuzz_cases import draw_cases, write_cases
+    cases = draw_cases(n, seed, start)
+    if out is not None:
+        folder = Path(out) / f"random_{seed}"
+        folder.mkdir(parents=True, exist_ok=True)
+    else:
+        folder = Path(tempfile.mkdtemp(prefix=f"nb_random_{seed}_"))
+    cases_path = write_cases(cases, folder)
+    click.echo(f"{n} random cases of seed {seed} (from case {start}); inputs and cases file: "
+               f"{cases_path}")
+    mode = ["--c-parity"] if c_parity else []
+    failures = []
+
+    def one_line(flags):
+        return (f"cd {shlex.quote(str(folder))} && nanobragg parity --c-bin "
+                f"{shlex.quote(binary)} {' '.join(mode)} -- {shlex.join(flags)}")
+
+    def on_fail(case, chk, shrunk):
+        kind = failure_kind(chk)
+        failures.append((case, kind))
+        click.echo(f"  FAILED {case.name}: {one_line(case.flags)}")
+        click.echo(f"  {kind}" + (f" ({chk.error})" if chk.error else ""))
+        if shrunk is not None:
+            click.echo(f"  minimal: {one_line(shrunk.flags)}")
+
+    t0 = time.perf_counter()
+    try:
+        passed = _check_cases(binary, cases, folder, c_parity=c_parity, dtype=dtype,
+                              device=device, do_shrink=do_shrink,
+                              out=out and Path(out) / f"random_{seed}",
+                              describe=lambda case: f"nanobragg suite --c-bin {binary} --random "
+                                                    f"{n} --seed {seed} --start {start} "
+                                                    f"(case {case.name})", on_fail=on_fail)
+    except BaseException:        # an unusable binary, Ctrl-C: no temporary folder left behind
+        if out is None:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    click.echo(f"wall time {time.perf_counter() - t0:.1f} s for {n} cases")
+    # a refusal where the binary's own image is NaN/inf is a documented difference, not a failure
+    refused = sum(k.endswith("NaN/inf)") for _, k in failures)
+    for kind, count in collections.Counter(k for _, k in failures).most_common():
+        click.echo(f"  {count} {'refused' if kind.endswith('NaN/inf)') else 'failed'}: {kind}")
+    if out is None and len(failures) == refused:
+        shutil.rmtree(folder, ignore_errors=True)
+    failed = n - passed - refused
+    click.echo(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1

@@ -10,6 +10,7 @@ oversampling) are made in :mod:`nanobragg_cli.scene` once the cell vectors are k
 from dataclasses import dataclass, field
 import math
 
+from .constants import RTD
 from .errors import FlagError, NanoBraggError
 from .options import RawOptions
 
@@ -478,6 +479,10 @@ def _sampling(o: RawOptions) -> tuple:
     dispsteps), (mosaic spread, domains)), with the limits on steps, sources and orientations."""
     # sampling rules (nanoBragg.c section "default sampling logic")
     phisteps, osc, phistep = _phi_rule(o.phisteps, o.osc, o.phistep)
+    if phisteps < 1:
+        # ceil(osc/phistep) = 0: nanoBragg.c renders no phi step and divides by steps = 0
+        raise FlagError(f"-osc {o.osc * RTD:g} with -phistep {o.phistep * RTD:g}: no phi step "
+                        "to render (nanoBragg.c writes a NaN image); give -osc > 0 or -phisteps")
     hdivrange, hdivstep, hdivsteps = _steps_rule(o.hdivsteps, o.hdivrange, o.hdivstep, 1.0)
     vdivrange, vdivstep, vdivsteps = _steps_rule(o.vdivsteps, o.vdivrange, o.vdivstep, 1.0)
     dispersion, dispstep, dispsteps = _steps_rule(o.dispsteps, o.dispersion, -1.0, 1.0)

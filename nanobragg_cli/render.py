@@ -73,15 +73,15 @@ def render(scene: Scene, *, max_memory: int = DEFAULT_MAX_MEMORY,
 
     ``window`` = (slow_min, slow_max, fast_min, fast_max), inclusive, computes only those pixels
     of the run (others stay 0) while keeping the run's state as if the whole ROI were rendered:
-    the φ=0 carryover of --c-parity still starts at the run's first pixel. (With the
-    interpolation kill-switch of --c-parity, pixels before the window are not evaluated, so a
-    window is exact only if nothing before it would have switched interpolation off.)
+    the φ=0 carryover of --c-parity still starts at the run's first pixel, and under the
+    interpolation kill-switch of --c-parity every pixel before the window's last one is
+    evaluated in raster order (then cleared), since any of them may switch interpolation off.
     """
     if scene.device.type == "cpu":
         keep_freed_memory()
     pix = rendered_pixels(scene)
     chunk = chunk_pixels(scene, max_memory // max(1, torch.get_num_threads()))
-    first = None
+    first = outside = None
     if scene.orient_first is not None:
         first = first_executed_subiteration(
             scene, pix, chunk,
@@ -91,6 +91,10 @@ def render(scene: Scene, *, max_memory: int = DEFAULT_MAX_MEMORY,
         sp, fp = pix // scene.fpixels, pix % scene.fpixels
         inside = (sp >= s0) & (sp <= s1) & (fp >= f0) & (fp <= f1)
         keep = inside.nonzero()[:, 0]
+        if scene.c_parity and scene.interpolate and keep.numel():
+            # C-parity quirk (interpolation kill-switch): the pixels before the window count
+            keep = torch.arange(int(keep[-1]) + 1, device=pix.device)
+            outside = pix[:keep.numel()][~inside[:keep.numel()]]
         if first is not None:
             hit = (keep == first[0]).nonzero()
             first = (int(hit[0, 0]),) + tuple(first[1:]) if hit.numel() else None
@@ -154,5 +158,7 @@ def render(scene: Scene, *, max_memory: int = DEFAULT_MAX_MEMORY,
             killed = collect(job(start, killed)).killed
     if values:
         flat_image = flat_image.index_put((pix,), torch.cat(values))
+    if outside is not None:
+        flat_image = flat_image.index_fill(0, outside, 0.0)
     return RenderResult(image=flat_image.reshape(scene.spixels, scene.fpixels).to(scene.work_dtype),
                         omega_sum=float(omega_sum), traces=traces)

@@ -12,7 +12,8 @@ Checks per case (see :func:`check_case`):
   ``trace_S_F.log``; ``first_divergence`` must be None.
 
 ``nanobragg suite --c-bin PATH --cases FILE`` runs a list of command lines through a nanoBragg
-binary instead (:mod:`nanobragg_cli.cbin_cli`).
+binary instead, and ``--c-bin PATH --random N --seed S`` random ones
+(:mod:`nanobragg_cli.cbin_cli`, :mod:`nanobragg_cli.fuzz_cases`).
 
 Modes: ``auto`` runs ``*_spec`` cases (those with ``default_mode_args``) in the default mode on
 those args and every other case with --c-parity; ``--c-parity`` / ``--default-mode`` force one mode
@@ -202,6 +203,13 @@ def report_json(reports: list, **info) -> dict:
 @click.option("--c-bin", default=None, metavar="PATH",
               help="Run every line of the --cases FILE through this nanoBragg binary and "
                    "through us (no corpus needed; see nanobragg_cli.cbin_cli).")
+@click.option("--random", "n_random", type=click.IntRange(min=1), default=None, metavar="N",
+              help="With --c-bin: check N random command lines over the whole flag table "
+                   "(inputs written for them) instead of a cases file.")
+@click.option("--seed", "random_seed", type=int, default=1, show_default=True,
+              help="With --random: the draw; the same seed gives the same cases.")
+@click.option("--start", "random_start", type=click.IntRange(min=0), default=0,
+              show_default=True, help="With --random: the index of the first case drawn.")
 @click.option("--shrink", "do_shrink", is_flag=True, default=False,
               help="With --c-bin: shrink each diverging case to the flags that cause it.")
 @click.option("--out", type=click.Path(), default=None,
@@ -224,7 +232,7 @@ def report_json(reports: list, **info) -> dict:
 @click.option("--json", "json_path", type=click.Path(), default=None,
               help="Write the results as JSON to this file.")
 @click.pass_context
-def suite_command(ctx, golden_dir, cases, c_bin, do_shrink, out, traces, mode, force_c, force_d,
+def suite_command(ctx, golden_dir, cases, c_bin, n_random, random_seed, random_start, do_shrink, out, traces, mode, force_c, force_d,
                   dtype, device, rtol, trace_rtol, json_path):
     """Run every case of a golden corpus (laid out like tests/golden) and check it against
     nanoBragg.c, or with --c-bin every line of a cases file through a binary. Exit status: 0 all passed, 1 a case failed, 2 unusable input."""
@@ -239,17 +247,23 @@ def suite_command(ctx, golden_dir, cases, c_bin, do_shrink, out, traces, mode, f
         fail("give --c-parity or --default-mode, not both")
     mode = "c-parity" if force_c else "default" if force_d else mode
     if c_bin is not None:
-        if golden_dir or len(cases) != 1 or traces or json_path or rtol or trace_rtol:
-            fail("--c-bin takes one --cases FILE and no GOLDEN_DIR, --traces, --json, --rtol")
-        from .cbin_cli import suite_c_bin
+        if golden_dir or traces or json_path or rtol or trace_rtol or (
+                len(cases) != 1 if n_random is None else cases):
+            fail("--c-bin takes one --cases FILE (or --random N) and no GOLDEN_DIR, --traces, "
+                 "--json, --rtol")
+        from .cbin_cli import suite_c_bin, suite_random
         from .errors import NanoBraggError
         try:
+            if n_random is not None:
+                ctx.exit(suite_random(c_bin, n_random, random_seed, start=random_start,
+                                      c_parity=mode != "default", dtype=dtype, device=device,
+                                      do_shrink=do_shrink, out=out and Path(out)))
             ctx.exit(suite_c_bin(c_bin, Path(cases[0]), c_parity=mode != "default", dtype=dtype,
                                  device=device, do_shrink=do_shrink, out=out and Path(out)))
         except NanoBraggError as err:
             fail(str(err))
-    if do_shrink or out:
-        fail("--shrink and --out need --c-bin")
+    if do_shrink or out or n_random is not None:
+        fail("--shrink, --out and --random need --c-bin")
     if golden_dir is None:
         fail("give the GOLDEN_DIR to check (e.g. tests/golden), or --c-bin PATH --cases FILE")
     golden = Path(golden_dir)

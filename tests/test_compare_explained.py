@@ -26,6 +26,9 @@ DEFAULT_MODE_EXPLAINED = {
     "polar_along_beam_kahn": "polarization_along_the_beam",
     "polar_along_source": "polarization_along_the_beam",
 }
+# default-mode divergences the pixel's trace records cannot attribute: the interpolation
+# kill-switch (#6) tripped at earlier pixels, and C's warning about it precedes the records
+UNATTRIBUTED = {"interp_kill_switch_window": "F_cell"}
 TRACED = golden_case_names(lambda c: bool(c.trace_pixels) and (c.dir / "stdout.txt").exists()
                            and "default_mode_reference_for" not in c.meta)
 
@@ -37,7 +40,9 @@ def test_every_default_mode_divergence_is_explained(name):
     for pixel in CASES[name].trace_pixels:
         result = compare_case_trace(CASES[name], pixel, run.traces[pixel])
         names = [q["name"] for q in result.quirks]
-        if name in DEFAULT_MODE_EXPLAINED:
+        if name in UNATTRIBUTED:
+            assert result.first_divergence == UNATTRIBUTED[name], (name, pixel)
+        elif name in DEFAULT_MODE_EXPLAINED:
             assert result.first_divergence is not None, f"{name} {pixel}: no divergence"
             assert names == [DEFAULT_MODE_EXPLAINED[name]], (name, pixel, result.first_divergence)
             assert "docs/differences.md" in result.explanation

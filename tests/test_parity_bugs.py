@@ -13,6 +13,11 @@ does what docs/differences.md says (the *_spec cases: nanoBragg.c run the physic
 6. hkl files as nanoBragg.c reads them hkl_float_indices(_spec), hkl_header_line_spec
 7. a C trace line behind a warning     interp_warning_glued
    a pixel on the direct beam          on_beam_pixel
+
+Found by the random parity fuzzer (nanobragg suite --c-bin PATH --random N --seed S):
+
+8. a pixel traced alone (a window) under interp_kill_switch_window
+   the interpolation kill-switch
 """
 
 from pathlib import Path
@@ -29,7 +34,8 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 NAMES = ("curved_det_last", "polar_along_beam_xds", "polar_along_beam_kahn", "polar_along_source",
          "oversample_thick_nothick", "oversample_thick_abs_inf", "mat_with_cell", "cell_then_mat",
          "seed_negative", "mosaic_seed_negative", "misset_random_seed_negative",
-         "hkl_float_indices", "interp_warning_glued", "on_beam_pixel")
+         "hkl_float_indices", "interp_warning_glued", "on_beam_pixel",
+         "interp_kill_switch_window")
 SPECS = ("curved_det_last_spec", "polar_along_beam_kahn_spec", "oversample_thick_nothick_spec",
          "hkl_float_indices_spec", "hkl_header_line_spec")
 # cases where nanoBragg.c does the physically sensible thing: the default mode must agree too
@@ -170,3 +176,33 @@ def test_on_beam_pixel_traces_c_rounding():
     records, _ = load_trace(CASES["on_beam_pixel"].trace_log((31, 31)), prefer="C")
     pos = next(r for r in records if r.key == "pixel_pos_meters").values
     assert pos[1] != 0.0 and abs(pos[1]) < 1e-18
+
+
+def test_a_pixel_traced_alone_sees_the_kill_switch_of_the_pixels_before_it():
+    """The corner pixels before it fall out of the HKL grid's interpolation range and switch
+    nanoBragg.c's interpolation off for the rest of the image: a window of that one pixel (how
+    the --c-bin harness traces) must use the nearest F as the whole image does."""
+    case, px = CASES["interp_kill_switch_window"], (11, 13)
+    run = run_case(case, GOLDEN, c_parity=True, window=(px[0], px[0], px[1], px[1]))
+    res = compare_case_trace(case, px, run.traces[px], rtol=TRACE_RTOL, atol=1e-30)
+    assert res.first_divergence is None, res.first_divergence
+    whole = _run("interp_kill_switch_window", c_parity=True).image
+    image = np.asarray(run.image)
+    assert image[px] == np.asarray(whole)[px] and np.count_nonzero(image) == 1
+
+
+@pytest.mark.parametrize("mode", [["--c-parity"], []])
+def test_osc_zero_with_a_phistep_is_refused(tmp_path, monkeypatch, capsys, mode):
+    """-osc 0 -phistep 0.2: nanoBragg.c's ceil(osc/phistep) = 0 phi steps, so it divides by
+    steps = 0 and writes a NaN image (inf with -water; found by the fuzzer, seed 3). We refuse it
+    in one line, exit 9, nothing written; -osc 0 alone (one step) still renders."""
+    monkeypatch.chdir(tmp_path)
+    base = ["-cell", "70", "70", "70", "90", "90", "90", "-default_F", "100", "-N", "5",
+            "-detpixels", "16", "-distance", "80", "-oversample", "1", "-floatfile", "f.bin",
+            "-nonoise", "-nopgm", "-noprogress", "-intfile", "i.img"]
+    assert main([*mode, *base, "-osc", "0", "-phistep", "0.2"]) == 9
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("nanobragg: error: -osc 0 with -phistep 0.2")
+    assert list(tmp_path.iterdir()) == []
+    assert main([*mode, *base, "-osc", "0"]) == 0
+    assert np.isfinite(np.fromfile(tmp_path / "f.bin", dtype="<f4")).all()

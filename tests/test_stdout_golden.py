@@ -42,6 +42,7 @@ DEFAULT_MODE_DIFFERS = {
     "oversample_thick_nothick": (STATISTICS, "#14 no sensor: capture fraction 1, not 0"),
     "oversample_thick_abs_inf": (STATISTICS, "#14 no sensor: capture fraction 1, not 0"),
     "hkl_float_indices": (STATISTICS, "#15 '1.0' read as the index 1"),
+    "interp_kill_switch_window": (STATISTICS, "#6 every evaluation in range interpolates"),
 }
 # ... and the lines only the default mode prints (#12: it applies -curved_det and says so)
 DEFAULT_MODE_EXTRA = {"curved_det_last": ("  curved detector: all pixels same distance",)}
