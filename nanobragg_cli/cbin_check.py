@@ -63,7 +63,7 @@ class PixelCheck:
 class BinaryCheck:
     """Everything :func:`check_binary` found. ``flags``: the nanoBragg flags compared (output and
     pixel flags removed); ``c_argv``: what the binary ran for the image; ``image``: metrics
-    (parity.image_metrics); ``bytes``: file name -> identical; ``error``: why it could not run."""
+    (golden.image_metrics); ``bytes``: file name -> identical; ``error``: why it could not run."""
     binary: str
     flags: list
     c_argv: list
@@ -145,7 +145,7 @@ def check_binary(binary: str, argv: list, base: Path | None = None, *, c_parity:
     A run that fails on either side is a check with ``error`` set (never raises for that);
     CBinError when the binary cannot be started at all."""
     from .compare import TraceInputError
-    from .parity import image_metrics
+    from .golden import image_metrics
     from .tracefmt import load_trace
 
     base = Path(base or os.getcwd())

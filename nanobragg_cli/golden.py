@@ -181,6 +181,22 @@ def compare_images(ours: np.ndarray, ref: np.ndarray, rtol: float = IMAGE_RTOL,
                         corr=corr, sum_ratio=float(a.sum()) / sb if sb != 0 else float("nan"))
 
 
+def image_metrics(ours, ref, origin: tuple | None, region: tuple, rtol: float,
+                  atol_fraction: float) -> dict:
+    """Metrics of our image against the reference on ``region`` (see golden.compare_images)."""
+    s0, s1, f0, f1 = region
+    o_s, o_f = origin or (0, 0)
+    a = np.asarray(ours, dtype=np.float64)[s0:s1 + 1, f0:f1 + 1]
+    b = ref[s0 - o_s:s1 - o_s + 1, f0 - o_f:f1 - o_f + 1]
+    m = compare_images(a, b, rtol=rtol, atol_fraction=atol_fraction)
+    peak = float(np.abs(b).max()) if b.size else 0.0
+    return {"region_slow_fast": [s0, s1, f0, f1], "pixels": int(b.size),
+            "correlation": m.corr, "sum_ratio": m.sum_ratio, "max_abs_delta_over_max": m.max_rel,
+            "pixels_over_tolerance": m.n_bad, "worst_delta_over_tolerance": m.worst,
+            "rtol": rtol, "atol": atol_fraction * peak, "atol_fraction_of_max": atol_fraction,
+            "c_max": peak, "c_sum": float(b.sum()), "py_sum": float(a.sum()), "ok": m.ok}
+
+
 def compare_case_trace(case: Case, pixel: tuple, py_text: str, rtol: float = TRACE_RTOL,
                        atol: float = TRACE_ATOL):
     """compare.CompareResult of the case's C trace of ``pixel`` against our TRACE_PY text."""

@@ -9,8 +9,10 @@ mosaic domains; each Miller index comes from one matrix product of all rotated c
 stacked scattering vectors. Where nanoBragg.c's loop order matters (c-parity state), tensors are
 permuted to C's order (P, T, SS, S, Φ, M).
 
-``c_parity`` selects nanoBragg.c's single-threaded arithmetic where it differs from correct
-physics; each such place is marked "C-parity quirk" and listed in the README.
+``--c-parity`` selects nanoBragg.c's single-threaded arithmetic where it differs from correct
+physics: the per-evaluation functions through ``scene.arith`` (:mod:`nanobragg_cli.arithmetic`),
+the pixel reduction by ``render_chunk`` (``_reduce_c_parity`` / ``_reduce_default``), both chosen
+once; each such place is marked "C-parity quirk" and listed in docs/differences.md.
 """
 
 from dataclasses import dataclass
@@ -19,12 +21,11 @@ import math
 import torch
 from torch import Tensor
 
-from .geometry.beam import e_vector
 from .geometry.rotation import rotate_axis
 from .physics import (GAUSS_WIDTH, ROUND_XTAL_SCALE, TOPHAT_CUT, capture_fraction,
                       polarization_factor, sinc3, sincg_chebyshev, sincg_direct, sincg_like_c,
-                      sincg_ratio, sincg_reduced, solid_angle)
-from .c_order import COrder, interpolation_kill_switch
+                      sincg_ratio, solid_angle)
+from .c_order import COrder
 from .constants import R_E_SQR, WATER_F
 from .scene import Scene
 
@@ -34,13 +35,13 @@ class ChunkOutput:
     """values: (P,) pixel intensities (photons); I: (P,) nanoBragg's I before scaling;
     omega_sum: scalar Σ of the solid angles used; killed: interpolation kill-switch state after
     the chunk (c-parity); killed_rows: (P,) that state before each pixel (for tracing);
-    detail: intermediates of every evaluation in C's order (only with ``detail=True``)."""
+    detail: every evaluation's intermediates (only with ``detail=True``)."""
     values: Tensor
     I: Tensor
     omega_sum: Tensor
     killed: Tensor
     killed_rows: Tensor | None
-    detail: dict | None = None
+    detail: "KernelDetail | None" = None
 
 
 @dataclass
@@ -53,6 +54,38 @@ class PixelGeometry:
     diffracted: tuple
     omega_sub: Tensor
     cf_sub: Tensor
+
+
+@dataclass
+class KernelDetail:
+    """Every intermediate of a chunk's evaluations, in the kernel's own layout (kept only with
+    ``render_chunk(..., detail=True)``; :func:`nanobragg_cli.trace.pixel_trace` turns one
+    pixel's into a trace record). T layers, SS sub-pixels, S sources, P pixels, Φ·M orientations,
+    K = T·SS·S·P evaluations per orientation.
+
+    geo: the sub-pixel geometry, (T, SS, P) tensors; omega_used: (T, SS, P) solid angle (sr)
+    each sub-pixel is scaled by; scat: (sx, sy, sz), each (T, SS, S, P), scattering vectors in
+    m⁻¹; valid: (T, SS, S, P) bool, passes -dmin (None: nothing is cut); hkl, h0: three
+    (Φ·M, K) fractional and rounded Miller indices; F_latt: (Φ·M, K) signed lattice factor;
+    comps: its three per-axis factors (Φ·M, K) for the square shape, else None; F_cell:
+    (Φ·M, K), or 0-dim when the same everywhere; executed: (Φ·M, K) or (1, K) bool, the
+    evaluations nanoBragg.c does not skip (None: all); pol_all: (T, SS, S, P) polarization
+    factor; polar_pixel: (P,) the pixel's cached factor (C's); cf_last: (P,) capture fraction
+    of the last layer's first sub-pixel; omega_pixel: (P,) the first sub-pixel's solid angle."""
+    geo: PixelGeometry
+    omega_used: Tensor
+    scat: tuple
+    valid: Tensor | None
+    hkl: list
+    h0: list
+    F_latt: Tensor
+    comps: list | None
+    F_cell: Tensor
+    executed: Tensor | None
+    pol_all: Tensor
+    polar_pixel: Tensor
+    cf_last: Tensor
+    omega_pixel: Tensor
 
 
 def subpixel_positions(scene: Scene, sp: Tensor, fp: Tensor) -> tuple:
@@ -75,8 +108,7 @@ def subpixel_positions(scene: Scene, sp: Tensor, fp: Tensor) -> tuple:
     else:  # one layer: Odet = 0
         pos = tuple((Fdet * det.fdet[c] + Sdet * det.sdet[c] + det.pix0[c])
                     .reshape(T, os_ * os_, P) for c in range(3))
-    d_cfg = scene.cfg.detector
-    if d_cfg.curved_c if scene.c_parity else d_cfg.curved:
+    if scene.curved:
         # pixels on a sphere of radius `distance`: detector coordinates used as angles, as in C
         d = det.distance
         start = (d * det.beam).expand(T, os_ * os_, P, 3)
@@ -95,12 +127,8 @@ def pixel_geometry(scene: Scene, pix: Tensor) -> PixelGeometry:
     x, y, z = subpixel_positions(scene, sp, fp)
     airpath = torch.sqrt(x * x + y * y + z * z)
     diffracted = (x / airpath, y / airpath, z / airpath)
-    omega_sub = solid_angle(det.pixel_size, airpath, det.close_distance,
-                            scene.cfg.detector.point_pixel)
-    # C-parity quirk (-oversample_thick without a sensor): with no thickness nanoBragg.c still
-    # recomputes the capture fraction per sub-pixel, exp(0) - exp(0) = 0, so the image is all 0;
-    # the default mode keeps 1 (no sensor model: every photon counts)
-    if scene.detector_thick == 0.0 and not (scene.c_parity and scene.cfg.sampling.oversample_thick):
+    omega_sub = solid_angle(det.pixel_size, airpath, det.close_distance, scene.point_pixel)
+    if not scene.capture_fraction:   # no sensor model: every photon counts
         cf_sub = torch.ones_like(airpath)
     else:
         layer = torch.arange(scene.thicksteps, dtype=scene.dtype, device=scene.device)[:, None, None]
@@ -129,11 +157,7 @@ def polarization(scene: Scene, diffracted: tuple) -> Tensor:
         cos2t = sum(d[:, :, None, :] * incident[:, c, None] for c, d in enumerate(diffracted))
         return 0.5 * (1.0 + cos2t * cos2t)
     d = torch.stack(diffracted, dim=-1)[:, :, None, :, :]                # (T, SS, 1, P, 3)
-    axis = scene.polar_vector
-    # C-parity quirk (polarization along the beam): nanoBragg.c's zero basis gives psi = 0 for a
-    # source along the polarization axis; the default mode picks a perpendicular E-vector
-    if not scene.c_parity:
-        axis = e_vector(incident, axis)[:, None, :]
+    axis = scene.arith.polarization_axis(incident, scene.polar_vector)
     return polarization_factor(scene.kahn, incident[:, None, :], d, axis)
 
 
@@ -229,10 +253,8 @@ def lattice_factor(scene: Scene, hkl: list, h0: list) -> tuple:
         for i in range(3):
             if N.requires_grad:
                 comps.append(sincg_direct(hkl[i], N[i]))
-            elif scene.N_values[i] > 1.0 and scene.c_parity:
-                comps.append(sincg_like_c(hkl[i], N[i]))
             elif scene.N_values[i] > 1.0:
-                comps.append(sincg_reduced(hkl[i] - h0[i], h0[i], N[i]))
+                comps.append(scene.arith.square_axis(hkl[i], h0[i], N[i]))
             else:
                 comps.append(torch.ones_like(hkl[i]))
         return comps[0] * comps[1] * comps[2], comps
@@ -265,14 +287,8 @@ def structure_factors(scene: Scene, hkl: list, h0: list | None, executed: Tensor
     if not scene.interpolate:
         return nearest, killed, None
     interp = sf.tricubic(hkl[0], hkl[1], hkl[2])
-    if not scene.c_parity:
-        # interpolate wherever the 4x4x4 block lies in the grid (C's test refuses a margin more)
-        return torch.where(sf.block_outside(hkl[0], hkl[1], hkl[2]), nearest, interp), killed, None
-    oob = sf.out_of_range(hkl[0], hkl[1], hkl[2])
-    # C-parity quirk (interpolation kill-switch): see c_order.interpolation_kill_switch
-    hit = oob & executed if executed is not None else oob
-    off, killed_after, before_row = interpolation_kill_switch(hit, killed, c_order)
-    return torch.where(off, nearest, interp), killed_after, before_row
+    # where the block leaves the grid; with --c-parity the interpolation kill-switch
+    return scene.arith.interpolate(sf, hkl, nearest, interp, executed, killed, c_order)
 
 
 def _sum_rows(x: Tensor, in_place: bool = False) -> Tensor:
@@ -354,7 +370,7 @@ def _reduce_default(scene: Scene, term: Tensor, geo: PixelGeometry, pol_all: Ten
     else:
         per_sub = _sum_rows(term, in_place=True).mul_(F2_per_sub)
     per_sub = per_sub.to(dtype).reshape(T, SS, S, P)
-    if scene.cfg.sampling.water_size != 0.0:
+    if scene.water_size != 0.0:
         bg = scene.water_molecules * WATER_F * WATER_F * PM
         per_sub = per_sub + (bg if valid is None else bg * valid.to(dtype))
     I = _sum_to_pixels(per_sub, P)
@@ -372,11 +388,10 @@ def render_chunk(scene: Scene, pix: Tensor, killed: Tensor, first_sub: tuple | N
     evaluation's intermediates (signed lattice factors, F_cell, ...) for a trace.
     """
     cp = scene.c_parity
-    smp = scene.cfg.sampling
     dtype, device = scene.dtype, scene.device
     P, T, SS = pix.shape[0], scene.thicksteps, scene.oversample ** 2
     S, PM = scene.n_src, scene.n_phi * scene.n_mos
-    ov = (smp.oversample_thick, smp.oversample_polar, smp.oversample_omega)
+    ov = (scene.oversample_thick, scene.oversample_polar, scene.oversample_omega)
     order = COrder(T, SS, S, P, PM)
 
     geo = pixel_geometry(scene, pix)                                    # (T, SS, P)
@@ -399,7 +414,7 @@ def render_chunk(scene: Scene, pix: Tensor, killed: Tensor, first_sub: tuple | N
         F_latt = None
     valid_k = None if valid is None else valid.reshape(1, -1)
     executed = None
-    if need_skip and smp.water_size == 0.0:
+    if need_skip and scene.water_size == 0.0:
         executed = L2 != 0.0
     if valid_k is not None:
         executed = valid_k if executed is None else executed & valid_k
@@ -440,38 +455,8 @@ def render_chunk(scene: Scene, pix: Tensor, killed: Tensor, first_sub: tuple | N
     out = ChunkOutput(values=value, I=I, omega_sum=omega_used.sum(), killed=new_killed,
                       killed_rows=killed_rows)
     if detail:
-        out.detail = _detail(scene, P, T, SS, S, geo, omega_used, scat, valid, hkl, h0, F_latt,
-                             comps, F_cell, executed, L2, pol_all, polar_pixel, cf_last,
-                             omega_pixel)
+        out.detail = KernelDetail(
+            geo=geo, omega_used=omega_used, scat=scat, valid=valid, hkl=hkl, h0=h0, F_latt=F_latt,
+            comps=comps, F_cell=F_cell, executed=executed, pol_all=pol_all,
+            polar_pixel=polar_pixel, cf_last=cf_last, omega_pixel=omega_pixel)
     return out
-
-
-def _detail(scene, P, T, SS, S, geo, omega_used, scat, valid, hkl, h0, F_latt, comps, F_cell,
-            executed, L2, pol_all, polar_pixel, cf_last, omega_pixel) -> dict:
-    """Every intermediate in C's order: pixel first, then (T, SS[, S[, Φ, M]])."""
-    device = scene.device
-    Phi, M = scene.n_phi, scene.n_mos
-
-    def sub(x):      # (T, SS, P) -> (P, T, SS)
-        return x.permute(2, 0, 1)
-
-    def src(x):      # (T, SS, S, P) -> (P, T, SS, S)
-        return x.permute(3, 0, 1, 2)
-
-    def ev(x):       # (Φ·M, K) -> (P, T, SS, S, Φ, M)
-        x = x.expand(L2.shape) if x.dim() == 0 or x.shape != L2.shape else x
-        return x.reshape(Phi, M, T, SS, S, P).permute(5, 2, 3, 4, 0, 1)
-
-    return dict(
-        pos=torch.stack([sub(c) for c in geo.pos], -1), airpath=sub(geo.airpath),
-        diffracted=torch.stack([sub(c) for c in geo.diffracted], -1),
-        omega_sub=sub(geo.omega_sub), cf_sub=sub(geo.cf_sub), omega=sub(omega_used),
-        incident=-scene.source_dirs, lam=scene.source_lambda,
-        scat=torch.stack([src(c) for c in scat], -1),
-        valid=(torch.ones(P, T, SS, S, dtype=torch.bool, device=device) if valid is None
-               else src(valid)),
-        hkl=[ev(h) for h in hkl], h0=[ev(h) for h in h0], F_latt=ev(F_latt),
-        comps=None if comps is None else [ev(c) for c in comps], F_cell=ev(F_cell),
-        executed=(torch.ones(P, T, SS, S, Phi, M, dtype=torch.bool, device=device)
-                  if executed is None else ev(executed.expand(L2.shape))),
-        pol_all=src(pol_all), polar_pixel=polar_pixel, cf_last=cf_last, omega_pixel=omega_pixel)

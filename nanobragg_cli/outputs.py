@@ -53,17 +53,18 @@ def image_stats(img: np.ndarray, rendered: np.ndarray, roi: tuple, subpixel: flo
     return ImageStats(max_I, max_x, max_y, mean, rms, rmsd, n)
 
 
-def smv_header(scene) -> SMVHeader:
-    """The SMV header values nanoBragg.c writes, from the scene's final detector geometry."""
-    d = scene.cfg.detector
+def smv_header(cfg, scene) -> SMVHeader:
+    """The SMV header values nanoBragg.c writes: the flags' values (``cfg``, a Config) and the
+    scene's final detector geometry."""
+    d = cfg.detector
     g = scene.det
     px = d.pixel_size
     Fbeam, Sbeam = float(g.Fbeam), float(g.Sbeam)
-    s = scene.cfg.sampling
+    s = cfg.sampling
     dials = [float(x) for x in g.dials_origin_mm]
     return SMVHeader(
         size1=d.fpixels, size2=d.spixels, pixel_size=px * 1000.0, distance=float(g.distance) * 1000.0,
-        wavelength=scene.cfg.beam.lambda0 * 1e10, beam_center_x=d.Xbeam * 1000.0,
+        wavelength=cfg.beam.lambda0 * 1e10, beam_center_x=d.Xbeam * 1000.0,
         beam_center_y=d.Ybeam * 1000, adxv_center_x=Fbeam * 1000.0,
         adxv_center_y=(d.detsize_s - Sbeam) * 1000, mosflm_center_x=(Sbeam - 0.5 * px) * 1000.0,
         mosflm_center_y=(Fbeam - 0.5 * px) * 1000, denzo_x_beam=(Sbeam - 0.0 * px) * 1000.0,
@@ -96,14 +97,15 @@ def header_overflow(scene) -> str:
     return "like_c" if scene.c_parity else "grow"
 
 
-def int_bytes(scene, img: np.ndarray, scale: float) -> bytes:
-    out = scene.cfg.output
-    return smv_bytes(smv_header(scene), int_image(img, scale, out.adc, scene.roi),
+def int_bytes(cfg, scene, img: np.ndarray, scale: float) -> bytes:
+    """The -intfile SMV image: ``img`` (float32 [slow, fast]) times ``scale`` plus -adc."""
+    return smv_bytes(smv_header(cfg, scene), int_image(img, scale, cfg.output.adc, scene.roi),
                      header_overflow(scene))
 
 
-def noise_bytes(scene, noise: np.ndarray) -> bytes:
-    return smv_bytes(smv_header(scene), noise, header_overflow(scene))
+def noise_bytes(cfg, scene, noise: np.ndarray) -> bytes:
+    """The -noisefile SMV image of the uint16 [slow, fast] ``noise`` counts."""
+    return smv_bytes(smv_header(cfg, scene), noise, header_overflow(scene))
 
 
 def pgm_image_bytes(scene, img: np.ndarray, scale: float) -> bytes:

@@ -47,7 +47,7 @@ from .bundle import (compare_text, environment, git_sha, json_text, summary_mark
 from .compare import DEFAULT_ATOL, DEFAULT_RTOL, CompareResult, compare_records
 from .compare_report import summary_line, to_json, to_markdown
 from .errors import NanoBraggError
-from .golden import IMAGE_ATOL_FRACTION, IMAGE_RTOL
+from .golden import IMAGE_ATOL_FRACTION, IMAGE_RTOL, image_metrics
 from .tracefmt import TraceInputError, load_trace, read_trace_text
 
 _PIXEL_RE = re.compile(r"tracing pixel \(spixel=(\d+), fpixel=(\d+)\)")
@@ -145,24 +145,6 @@ def image_region(shape: tuple, ref_shape: tuple, origin: tuple | None,
             raise ParityInputError("--window does not overlap the part of the detector the "
                                    "--c-image covers")
     return s0, s1, f0, f1
-
-
-def image_metrics(ours, ref, origin: tuple | None, region: tuple, rtol: float,
-                  atol_fraction: float) -> dict:
-    """Metrics of our image against the reference on ``region`` (see golden.compare_images)."""
-    import numpy as np
-    from .golden import compare_images
-    s0, s1, f0, f1 = region
-    o_s, o_f = origin or (0, 0)
-    a = np.asarray(ours, dtype=np.float64)[s0:s1 + 1, f0:f1 + 1]
-    b = ref[s0 - o_s:s1 - o_s + 1, f0 - o_f:f1 - o_f + 1]
-    m = compare_images(a, b, rtol=rtol, atol_fraction=atol_fraction)
-    peak = float(np.abs(b).max()) if b.size else 0.0
-    return {"region_slow_fast": [s0, s1, f0, f1], "pixels": int(b.size),
-            "correlation": m.corr, "sum_ratio": m.sum_ratio, "max_abs_delta_over_max": m.max_rel,
-            "pixels_over_tolerance": m.n_bad, "worst_delta_over_tolerance": m.worst,
-            "rtol": rtol, "atol": atol_fraction * peak, "atol_fraction_of_max": atol_fraction,
-            "c_max": peak, "c_sum": float(b.sum()), "py_sum": float(a.sum()), "ok": m.ok}
 
 
 def _trace_checks(c_traces: list) -> tuple:

@@ -237,15 +237,16 @@ def check_memory(cfg: Config, max_memory: int | None, available: int | None = No
                         f"for the image exceed the {_size(available)} of memory available")
 
 
-def check_kernel_memory(scene, bytes_per_eval: int, available: int | None = None) -> None:
+def check_kernel_memory(scene, bytes_per_eval: int, available: int | None = None,
+                        cfg=None) -> None:
     """Refuse a run whose single pixel needs more working memory than is available (the kernel
-    evaluates all sub-pixels x layers x sources x phi steps x mosaic domains of a pixel at once)."""
+    evaluates all sub-pixels x layers x sources x phi steps x mosaic domains of a pixel at once).
+    ``cfg``: the run's Config, to blame -N when the automatic oversampling is the cause."""
     available = available_memory() if available is None else available
     if available is None:
         return
     evals = scene.evals_per_pixel()
     need = evals * bytes_per_eval
-    cfg = getattr(scene, "cfg", None)
     if need > available and cfg is not None and cfg.sampling.oversample <= 0 \
             and scene.oversample * scene.oversample * 2 > evals ** 0.5:
         c = cfg.crystal

@@ -18,6 +18,7 @@ from .allocator import keep_freed_memory
 from .c_order import first_executed_subiteration
 from .kernel import pixel_geometry, render_chunk, scattering_vectors
 from .scene import Scene
+from .trace import trace_pixel
 
 DEFAULT_MAX_MEMORY = 256 * 2 ** 20   # bytes of kernel temporaries per chunk
 BYTES_PER_EVAL = 400                  # measured order of magnitude of live temporaries per eval
@@ -28,8 +29,8 @@ BYTES_PER_EVAL_GRAD = 1600            # a chunk's autograd graph (saved tensors)
 @dataclass
 class RenderResult:
     """image: (slow, fast) intensities (photons) on the scene's device and dtype, 0 outside the
-    ROI/mask; omega_sum: Σ of solid angles over rendered sub-pixels (sr); trace: captured
-    intermediates of each traced pixel, keyed by (slow, fast)."""
+    ROI/mask; omega_sum: Σ of solid angles over rendered sub-pixels (sr); traces: the
+    :class:`~nanobragg_cli.trace.PixelTrace` of each traced pixel, keyed by (slow, fast)."""
     image: Tensor
     omega_sum: float
     traces: dict
@@ -51,43 +52,6 @@ def chunk_pixels(scene: Scene, max_memory: int) -> int:
     per_eval = BYTES_PER_EVAL_INTERP if scene.interpolate else BYTES_PER_EVAL
     per_pixel = max(1, scene.evals_per_pixel()) * per_eval
     return max(1, int(max_memory // per_pixel))
-
-
-def trace_pixel(scene: Scene, one: Tensor, main, row: int, killed: Tensor,
-                first_local: tuple | None) -> dict:
-    """Intermediates of one pixel for :mod:`nanobragg_cli.trace`: the same kernel run on that
-    pixel alone with ``detail=True`` (its state -- kill-switch, first sub-iteration -- taken
-    from the chunk), with I and the pixel value taken from the chunk's own render so the trace
-    prints exactly what the image holds."""
-    state = killed if main.killed_rows is None else main.killed_rows[row]
-    first = None
-    if first_local is not None and first_local[0] == row:
-        first = (0,) + tuple(first_local[1:])
-    d = render_chunk(scene, one, state, first, detail=True).detail
-    smp = scene.cfg.sampling
-    T, SS = d["airpath"].shape[1], d["airpath"].shape[2]
-    if smp.oversample_polar:
-        ok = d["valid"][0].reshape(-1).nonzero()
-        polar_final = d["pol_all"][0].reshape(-1)[ok[-1, 0]] if ok.numel() else d["polar_pixel"][0]
-    else:
-        polar_final = d["polar_pixel"][0]
-    return dict(
-        pos=d["pos"][0], airpath=d["airpath"][0], diffracted=d["diffracted"][0],
-        omega=d["omega"][0], incident=d["incident"], lam=d["lam"], scat=d["scat"][0],
-        valid=d["valid"][0], h=torch.stack([h[0] for h in d["hkl"]], -1),
-        h0=torch.stack([h[0] for h in d["h0"]], -1), F_latt=d["F_latt"][0],
-        comps=None if d["comps"] is None else [c[0] for c in d["comps"]],
-        F_cell=d["F_cell"][0], executed=d["executed"][0],
-        polar=(d["pol_all"][0] if smp.oversample_polar
-               else d["polar_pixel"][0].expand(d["pol_all"][0].shape)),
-        I=main.I[row], value=main.values[row],
-        capture_fraction=(d["cf_sub"][0, T - 1, SS - 1] if smp.oversample_thick
-                          else d["cf_last"][0]),
-        polar_final=polar_final,
-        omega_final=(d["omega_sub"][0, T - 1, SS - 1] if smp.oversample_omega
-                     else d["omega_pixel"][0]),
-        orient=scene.orient, orient_first=scene.orient_first,
-        first_ts=None if first is None else tuple(first[1:]))
 
 
 @dataclass

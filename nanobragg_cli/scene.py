@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from . import rng
+from .arithmetic import Arithmetic, arithmetic
 from .config import Config
 from .constants import AVOGADRO, R_E_SQR, RTD, WATER_F, WATER_MW
 from .errors import FlagError, NanoBraggError
@@ -70,23 +71,28 @@ class SceneParams:
 
 @dataclass
 class Scene:
-    """Everything the kernel needs, on one device/dtype. Shapes: Φ φ steps, M mosaic domains,
-    S sources, T sensor layers, os sub-pixels per pixel edge. ``mode``: c_parity, device,
-    dtype (geometry, Miller indices, scaling), work_dtype (the user's --dtype), differentiable."""
-    cfg: Config
+    """Everything the kernel, the renderer and the traces need, on one device/dtype (they read
+    nothing else: no Config). Shapes: Φ φ steps, M mosaic domains, S sources, T sensor layers,
+    os sub-pixels per pixel edge. ``mode``: c_parity, device, dtype (geometry, Miller indices,
+    scaling), work_dtype (the user's --dtype), differentiable; ``arith``: the mode's
+    per-evaluation functions (:mod:`nanobragg_cli.arithmetic`)."""
     mode: Mode
+    arith: Arithmetic
     det: DetectorGeometry
+    curved: bool                   # pixels on a sphere (-curved_det, as the mode reads it)
+    point_pixel: bool              # -point_pixel: solid angle 1/R², no obliquity
     fpixels: int
     spixels: int
     oversample: int
     subpixel_size: Tensor
     thicksteps: int
     thickstep: Tensor
-    detector_thick: float
+    capture_fraction: bool         # model the sensor's capture fraction (else every photon counts)
     mu: Tensor
     source_dirs: Tensor            # (S, 3) toward the sources
     sources: SourceGrid            # positions and weights as nanoBragg.c prints them
     source_lambda: Tensor          # (S,) m
+    wavelength: float              # -lambda (m), the nominal wavelength of -printout_pixel
     lattice: Lattice
     N: Tensor                      # (3,) Na, Nb, Nc
     N_values: tuple                # the same as Python floats (for shape decisions, not values)
@@ -105,7 +111,11 @@ class Scene:
     fluence: Tensor
     steps: int
     I_bg: Tensor                   # nanoBragg.c's water background term (includes r_e²·fluence)
+    water_size: float              # -water (m); 0: no water background
     water_molecules: float         # for the default-mode background
+    oversample_thick: bool         # -oversample_thick/_polar/_omega: that factor per sub-pixel
+    oversample_polar: bool
+    oversample_omega: bool
     dmin: float
     roi: tuple
     mask: np.ndarray | None
@@ -260,6 +270,7 @@ def build_scene(cfg: Config, *, mode: Mode | None = None, c_parity: bool = False
     # float32 is mixed precision: geometry and Miller indices stay float64 (h = a·S loses digits
     # to cancellation near the beam), the lattice transform runs in float32 on reduced arguments.
     c_parity, device, dtype = mode.c_parity, mode.device, mode.dtype
+    arith = arithmetic(c_parity)
     messages = messages if messages is not None else []
     d, c, b, s = cfg.detector, cfg.crystal, cfg.beam, cfg.sampling
     kw = dict(dtype=dtype, device=device)
@@ -307,12 +318,20 @@ def build_scene(cfg: Config, *, mode: Mode | None = None, c_parity: bool = False
     grid = sf.grid
     mode = replace(mode, differentiable=params.requires_grad()
                    or (isinstance(grid, Tensor) and grid.requires_grad))
+    # C-parity quirk (-oversample_thick without a sensor): with no thickness nanoBragg.c still
+    # computes the capture fraction per sub-pixel, exp(0) - exp(0) = 0, so the image is all 0;
+    # the default mode models no sensor then
+    capture = s.detector_thick != 0.0 or (c_parity and bool(s.oversample_thick))
     return Scene(
-        cfg=cfg, mode=mode, det=det, fpixels=d.fpixels,
+        mode=mode, arith=arith, det=det,
+        # C-parity quirk (-curved_det last): nanoBragg.c ignores it as the last argument
+        curved=bool(d.curved_c if c_parity else d.curved), point_pixel=bool(d.point_pixel),
+        fpixels=d.fpixels,
         spixels=d.spixels, oversample=oversample, subpixel_size=det.pixel_size / oversample,
-        thicksteps=s.detector_thicksteps, thickstep=_t(_layer_thickness(s, c_parity), dtype, device),
-        detector_thick=s.detector_thick, mu=_t(s.detector_mu, dtype, device),
+        thicksteps=s.detector_thicksteps, thickstep=_t(arith.layer_thickness(s), dtype, device),
+        capture_fraction=capture, mu=_t(s.detector_mu, dtype, device),
         source_dirs=sources.directions, sources=sources, source_lambda=sources.wavelengths(lam0),
+        wavelength=b.lambda0,
         lattice=lat, N=N, N_values=tuple(float(x) for x in N.detach().cpu()), phis=phis,
         orient=orient, orient_first=orient_first, umats=umats, sf=sf, interpolate=interpolate,
         shape=c.shape,
@@ -320,7 +339,9 @@ def build_scene(cfg: Config, *, mode: Mode | None = None, c_parity: bool = False
         unpolarized=not isinstance(params.polarization, Tensor) and params.polarization == 0.0,
         nopolar=b.nopolar,
         polar_vector=vec(polar_vector), fluence=fluence, steps=steps, I_bg=I_bg,
-        water_molecules=molecules, dmin=s.dmin, roi=d.roi, mask=d.mask, params=params,
+        water_size=water, water_molecules=molecules, oversample_thick=bool(s.oversample_thick),
+        oversample_polar=bool(s.oversample_polar), oversample_omega=bool(s.oversample_omega),
+        dmin=s.dmin, roi=d.roi, mask=d.mask, params=params,
         hkl_count=sf.count)
 
 
@@ -463,27 +484,16 @@ def spindle_orientations(cfg: Config, params: SceneParams, lat: Lattice, umats, 
 def rotated_scene(scene: Scene, cfg: Config, phi0=None) -> Scene:
     """``scene`` turned to another spindle start angle: the φ range of ``cfg`` (same φ steps),
     or ``phi0`` (rad, float or tensor) when given; everything else (detector, sources, structure
-    factors, mosaic domains, crystal shape) is shared, not rebuilt. ``cfg`` becomes the scene's
-    configuration (SMV headers and reports read the frame's φ from it)."""
+    factors, mosaic domains, crystal shape) is shared, not rebuilt. (SMV headers and reports
+    read the frame's φ from ``cfg``, which the caller keeps with the frame's result.)"""
     params = replace(scene.params, phi0=cfg.sampling.phi0 if phi0 is None else phi0)
     kw = dict(dtype=scene.dtype, device=scene.device)
     phis, orient, orient_first = spindle_orientations(cfg, params, scene.lattice, scene.umats,
                                                       scene.c_parity, kw)
     grad = isinstance(params.phi0, Tensor) and params.phi0.requires_grad
     mode = replace(scene.mode, differentiable=scene.mode.differentiable or grad)
-    return replace(scene, cfg=cfg, params=params, phis=phis, orient=orient,
+    return replace(scene, params=params, phis=phis, orient=orient,
                    orient_first=orient_first, mode=mode)
-
-
-def _layer_thickness(s, c_parity: bool) -> float:
-    """Thickness of one sensor layer (m).
-
-    C-parity quirk (sensor layers): with -detector_thicksteps N nanoBragg.c uses thick/(N-1), so
-    N layers model N·thick/(N-1) of sensor; the default mode slices the given thickness into N.
-    """
-    if c_parity or s.detector_thick <= 0.0:
-        return s.detector_thickstep
-    return s.detector_thick / s.detector_thicksteps
 
 
 def _mosaic_umats(c, params: SceneParams, kw, random) -> Tensor:

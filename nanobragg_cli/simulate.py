@@ -144,7 +144,8 @@ def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
         messages = []
         random = rng.NanoRandom()
         scene = build_scene(cfg, mode=Mode.from_tool(tool), messages=messages, random=random)
-    check_kernel_memory(scene, BYTES_PER_EVAL_INTERP if scene.interpolate else BYTES_PER_EVAL)
+    check_kernel_memory(scene, BYTES_PER_EVAL_INTERP if scene.interpolate else BYTES_PER_EVAL,
+                        cfg=cfg)
     if on_setup is not None:
         on_setup(scene, messages)
     out = cfg.output
@@ -223,9 +224,9 @@ def output_files(res: SimulationResult) -> list:
     """[(path, bytes)] of every image file the run writes, in nanoBragg.c's order."""
     from .outputs import float_bytes, int_bytes, noise_bytes, pgm_image_bytes
     make = {"-floatfile": lambda: float_bytes(res.image),
-            "-intfile": lambda: int_bytes(res.scene, res.image, res.intfile_scale),
+            "-intfile": lambda: int_bytes(res.cfg, res.scene, res.image, res.intfile_scale),
             "-pgmfile": lambda: pgm_image_bytes(res.scene, res.image, res.pgm_scale),
-            "-noisefile": lambda: noise_bytes(res.scene, res.noise)}
+            "-noisefile": lambda: noise_bytes(res.cfg, res.scene, res.noise)}
     return [(path, make[flag]()) for flag, path in image_outputs(res.cfg)]
 
 

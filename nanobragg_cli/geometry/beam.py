@@ -21,13 +21,11 @@ SOURCE_DISTANCE = 10.0  # m, nanoBragg.c's default
 class SourceGrid:
     """directions: (S, 3) unit vectors toward the sources; wavelength_factor: (S,) multipliers of
     λ0 (None for a source file); file_lambda: (S,) wavelengths in m from a source file (None for a
-    grid); divergence_steps: number of divergence points kept by the elliptical cut; positions
-    (S, 3) m before unitizing and weights (S,) (a file's I column, else 1/S): what nanoBragg.c
-    prints of each source (nanobragg_cli.c_stdout)."""
+    grid); positions (S, 3) m before unitizing and weights (S,) (a file's I column, else 1/S):
+    what nanoBragg.c prints of each source (nanobragg_cli.c_stdout)."""
     directions: Tensor
     wavelength_factor: Tensor | None
     file_lambda: Tensor | None
-    divergence_steps: int
     positions: np.ndarray  # (S, 3) before unitizing, for the printout
     weights: np.ndarray | None = None  # (S,) the I column nanoBragg.c prints (1/S for a grid)
 
@@ -65,7 +63,6 @@ def source_grid(beam, polar_vector, hdivrange, hdivstep, hdivsteps, vdivrange, v
     polar_t = torch.tensor(polar_vector, **kw)
     vert = unitize(cross(beam_t, polar_t))  # zero (as in C) for a polarization along the beam
     dirs, factors, positions = [], [], []
-    kept = 0
     for ih in range(hdivsteps):
         for iv in range(vdivsteps):
             hdiv = hdivstep * ih - hdivrange / 2.0
@@ -74,7 +71,6 @@ def source_grid(beam, polar_vector, hdivrange, hdivstep, hdivsteps, vdivrange, v
                 _cut_term(vdiv, vdivstep, vdivsteps, vdivrange)
             if round_div and test * 4.0 > 1.1:
                 continue
-            kept += 1
             v = -SOURCE_DISTANCE * beam_t
             v = rotate_axis(v, polar_t, vdiv)
             v = rotate_axis(v, vert, hdiv)
@@ -85,7 +81,7 @@ def source_grid(beam, polar_vector, hdivrange, hdivstep, hdivsteps, vdivrange, v
     return SourceGrid(
         directions=torch.stack(dirs).to(dtype=dtype, device=device),
         wavelength_factor=torch.tensor(factors, dtype=dtype, device=device),
-        file_lambda=None, divergence_steps=kept, positions=np.array(positions),
+        file_lambda=None, positions=np.array(positions),
         weights=np.full(len(dirs), 1.0 / max(len(dirs), 1)))
 
 
@@ -102,4 +98,4 @@ def source_file_grid(rows: np.ndarray, beam, lambda0: float, dtype, device) -> S
                        torch.zeros_like(pos))
     return SourceGrid(directions=dirs.to(dtype=dtype, device=device), wavelength_factor=None,
                       file_lambda=torch.tensor(rows[:, 4], dtype=dtype, device=device),
-                      divergence_steps=0, positions=rows[:, :3], weights=rows[:, 3])
+                      positions=rows[:, :3], weights=rows[:, 3])

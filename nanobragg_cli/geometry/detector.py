@@ -36,7 +36,6 @@ class DetectorGeometry:
     Fbeam: Tensor
     Sbeam: Tensor
     distance: Tensor
-    ratio: Tensor
     pixel_size: Tensor
 
     @property
@@ -91,4 +90,4 @@ def detector_geometry(fdet0: Tensor, sdet0: Tensor, odet0: Tensor, beam: Tensor,
     return DetectorGeometry(
         fdet=fdet, sdet=sdet, odet=odet, pix0=pix0, beam=beam, Fclose=Fclose, Sclose=Sclose,
         close_distance=close_distance, Fbeam=dot(fdet, to_spot), Sbeam=dot(sdet, to_spot),
-        distance=close_distance / ratio, ratio=ratio, pixel_size=pixel_size)
+        distance=close_distance / ratio, pixel_size=pixel_size)
