@@ -258,7 +258,8 @@ class Simulator:
                pixels=None) -> Tensor:
         """The float image in photons/pixel, (slow, fast), on ``device`` in ``dtype``:
         what -floatfile holds, before the float32 cast. Differentiable in every tensor of
-        ``params`` that requires grad.
+        ``params`` that requires grad; the backward pass renders each pixel chunk again, so
+        memory stays within the ``max_memory`` budget whatever the detector size.
 
         params: a SceneParams, or a mapping {name: value} of the parameters to change from
         :attr:`params` (in ``units``: "si" or "flag"); None renders :attr:`params`.
@@ -269,6 +270,64 @@ class Simulator:
         pixels: (P, 2) integer (slow, fast) pairs: only those pixels are computed and a (P,)
         tensor of their values is returned (0 for pixels outside the ROI/mask).
         """
+        scene, index = self._selected_scene(params, units, roi, pixels)
+        image = render_scene(scene, max_memory=self.max_memory, window=window).image
+        if index is not None:
+            index = index.to(self.device)
+            return image[index[:, 0], index[:, 1]]
+        return image
+
+    def render_loss(self, params: SceneParams | Mapping | None = None, *, target=None,
+                    weights=None, loss=None, units: str = "si", window: tuple | None = None,
+                    roi: tuple | None = None, pixels=None) -> Tensor:
+        """A loss summed over pixel chunks, without holding the image or its graph: a 0-dim
+        tensor, differentiable in the tensors of ``params`` that require grad (``.backward()``
+        works; its gradient is computed with the loss, chunk by chunk, within ``max_memory``).
+
+        target: (slow, fast) image: the loss is ½·Σ weights·(image − target)² over the rendered
+        pixels (weights: (slow, fast), default 1; pixels of weight 0 are not rendered).
+        loss: instead, a callable ``loss(values, pixels) -> 0-dim tensor`` for one chunk --
+        values (P,) photons, pixels (P, 2) long (slow, fast) -- summed over chunks (so it must
+        be a sum over pixels, e.g. a Poisson negative log-likelihood); ``weights`` then only
+        selects pixels (≠ 0). params, units, window, roi, pixels select as in :meth:`render`.
+        Not differentiable twice (use :meth:`render` for Jacobians).
+        """
+        from .render import plan_chunks
+        from .render_grad import chunked_loss
+        if (target is None) == (loss is None):
+            raise NanoBraggError("render_loss: give exactly one of target= (an image) and loss= "
+                                 "(a callable)")
+        S, F = self.shape
+        shape_error = "{}: expected a ({}, {}) image of the detector, got shape {}"
+        weight_flat = None
+        if weights is not None:
+            weights = torch.as_tensor(weights, dtype=self.dtype, device=self.device)
+            if tuple(weights.shape) != (S, F):
+                raise NanoBraggError(shape_error.format("weights", S, F, tuple(weights.shape)))
+            weight_flat = weights.reshape(-1)
+        select = None if weights is None else (weights.detach() != 0).cpu().numpy()
+        scene, _ = self._selected_scene(params, units, roi, pixels, keep=select)
+        if target is not None:
+            target = torch.as_tensor(target, dtype=self.dtype, device=self.device)
+            if tuple(target.shape) != (S, F):
+                raise NanoBraggError(shape_error.format("target", S, F, tuple(target.shape)))
+            target_flat = target.reshape(-1)
+
+            def loss_of_chunk(values, pix):
+                r = values - target_flat[pix]
+                if weight_flat is None:
+                    return 0.5 * (r * r).sum()
+                return 0.5 * (weight_flat[pix] * r * r).sum()
+        else:
+            def loss_of_chunk(values, pix):
+                return loss(values, torch.stack((pix // F, pix % F), dim=1))
+        grad = scene.mode.differentiable and torch.is_grad_enabled()
+        plan = plan_chunks(scene, self.max_memory, window, grad=grad)
+        return chunked_loss(plan, loss_of_chunk)
+
+    def _selected_scene(self, params, units: str, roi, pixels, keep=None) -> tuple:
+        """(scene with ``roi`` and a mask keeping only ``pixels`` and ``keep`` (a (slow, fast)
+        bool array), the (P, 2) pixel index or None)."""
         scene = self.scene(params, units=units)
         S, F = self.shape
         if roi is not None:
@@ -279,22 +338,23 @@ class Simulator:
                                      f"slow_max) selecting pixels of the {F}x{S} detector")
             scene = replace(scene, roi=roi)
         index = None
+        mask = None
         if pixels is not None:
             index = torch.as_tensor(np.asarray(pixels, dtype=np.int64).reshape(-1, 2))
             if index.numel() and (index.min() < 0 or int(index[:, 0].max()) >= S or
                                   int(index[:, 1].max()) >= F):
                 raise NanoBraggError(f"pixels: (slow, fast) pairs must lie inside the {S}x{F} "
                                      "detector")
-            keep = np.zeros((S, F), dtype=np.uint8)
-            keep[index[:, 0].numpy(), index[:, 1].numpy()] = 1
+            mask = np.zeros((S, F), dtype=np.uint8)
+            mask[index[:, 0].numpy(), index[:, 1].numpy()] = 1
+        if keep is not None:
+            keep = np.asarray(keep, dtype=np.uint8)
+            mask = keep if mask is None else mask & keep
+        if mask is not None:
             if scene.mask is not None:
-                keep &= (np.asarray(scene.mask) != 0).astype(np.uint8)
-            scene = replace(scene, mask=keep)
-        image = render_scene(scene, max_memory=self.max_memory, window=window).image
-        if index is not None:
-            index = index.to(self.device)
-            return image[index[:, 0], index[:, 1]]
-        return image
+                mask &= (np.asarray(scene.mask) != 0).astype(np.uint8)
+            scene = replace(scene, mask=mask)
+        return scene, index
 
     def render_series(self, frames: int, params: SceneParams | Mapping | None = None, *,
                       osc=None, units: str = "si", window: tuple | None = None) -> Iterator[Tensor]:

@@ -20,7 +20,7 @@ class Mode:
     geometry, Miller indices and scaling (float64 also for ``--dtype float32``: h = a·S loses
     digits to cancellation near the beam); work_dtype: the user's ``--dtype``, for the lattice
     transform, structure factors and the image; differentiable: a scene parameter requires
-    grad, so the renderer keeps the graph (one chunk at a time, the image assembled once)."""
+    grad, so the renderer differentiates the image chunk by chunk (render_grad)."""
     c_parity: bool = False
     device: torch.device = torch.device("cpu")
     dtype: torch.dtype = torch.float64

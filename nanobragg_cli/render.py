@@ -23,6 +23,7 @@ from .trace import trace_pixel
 DEFAULT_MAX_MEMORY = 256 * 2 ** 20   # bytes of kernel temporaries per chunk
 BYTES_PER_EVAL = 400                  # measured order of magnitude of live temporaries per eval
 BYTES_PER_EVAL_INTERP = 2400          # tricubic interpolation gathers 64 neighbours per eval
+BYTES_PER_EVAL_GRAD = 1600            # a chunk's autograd graph (saved tensors) per eval, measured
 
 
 @dataclass
@@ -53,34 +54,43 @@ def chunk_pixels(scene: Scene, max_memory: int) -> int:
     return max(1, int(max_memory // per_pixel))
 
 
-def _chunk_workers(scene: Scene, n_chunks: int) -> int:
-    """Chunks rendered concurrently: torch's thread count on the CPU, unless a chunk needs the
-    previous one's state (--c-parity interpolation kill-switch) or autograd records the graph."""
-    if scene.device.type != "cpu" or n_chunks < 2 or scene.mode.recording:
-        return 1
-    if scene.c_parity and scene.interpolate:
-        # C-parity quirk (thread count): the kill-switch runs through the chunks in raster order,
-        # as on nanoBragg.c's single thread, so they are rendered one after the other
-        return 1
-    return min(torch.get_num_threads(), n_chunks)
+@dataclass
+class ChunkPlan:
+    """The pixels of a render and how they are cut into chunks: pix (N,) flat indices in raster
+    order; chunk: pixels per chunk; first: the --c-parity first sub-iteration (index in pix,
+    layer, sub-pixel, source) or None; starts: index in pix of each chunk's first pixel;
+    outside: flat indices of pixels rendered only for the run's state (cleared after)."""
+    scene: Scene
+    pix: Tensor
+    chunk: int
+    first: tuple | None
+    starts: list
+    outside: Tensor | None = None
+
+    def stop(self, start: int) -> int:
+        return min(start + self.chunk, self.pix.numel())
+
+    def first_local(self, start: int) -> tuple | None:
+        """The first sub-iteration relative to the chunk starting at ``start``, if it holds it."""
+        f = self.first
+        if f is not None and start <= f[0] < self.stop(start):
+            return (f[0] - start,) + tuple(f[1:])
+        return None
 
 
-def render(scene: Scene, *, max_memory: int = DEFAULT_MAX_MEMORY,
-           trace_pixels: list | tuple = (), window: tuple | None = None,
-           progress: Callable[[int, int], None] | None = None) -> RenderResult:
-    """Render the image; capture the kernel's intermediates for ``trace_pixels``, a list of
-    (slow, fast) (pixels outside the ROI/mask are not rendered, hence not traced).
-
-    ``window`` = (slow_min, slow_max, fast_min, fast_max), inclusive, computes only those pixels
-    of the run (others stay 0) while keeping the run's state as if the whole ROI were rendered:
-    the φ=0 carryover of --c-parity still starts at the run's first pixel, and under the
-    interpolation kill-switch of --c-parity every pixel before the window's last one is
-    evaluated in raster order (then cleared), since any of them may switch interpolation off.
-    """
-    if scene.device.type == "cpu":
-        keep_freed_memory()
+def plan_chunks(scene: Scene, max_memory: int, window: tuple | None = None,
+                grad: bool = False) -> ChunkPlan:
+    """The rendered pixels (inside ROI, mask and ``window``) in chunks that keep each worker's
+    temporaries -- and with ``grad`` one chunk's autograd graph -- within its share of
+    ``max_memory`` (bytes, shared by torch's threads)."""
     pix = rendered_pixels(scene)
-    chunk = chunk_pixels(scene, max_memory // max(1, torch.get_num_threads()))
+    budget = max_memory // max(1, torch.get_num_threads())
+    if grad:
+        per_pixel = max(1, scene.evals_per_pixel()) * max(
+            BYTES_PER_EVAL_GRAD, BYTES_PER_EVAL_INTERP if scene.interpolate else 0)
+        chunk = max(1, int(budget // per_pixel))
+    else:
+        chunk = chunk_pixels(scene, budget)
     first = outside = None
     if scene.orient_first is not None:
         first = first_executed_subiteration(
@@ -99,66 +109,124 @@ def render(scene: Scene, *, max_memory: int = DEFAULT_MAX_MEMORY,
             hit = (keep == first[0]).nonzero()
             first = (int(hit[0, 0]),) + tuple(first[1:]) if hit.numel() else None
         pix = pix[keep]
+    return ChunkPlan(scene, pix, chunk, first, list(range(0, pix.numel(), chunk)), outside)
+
+
+def chunk_workers(scene: Scene, n_chunks: int, sequential: bool) -> int:
+    """Chunks rendered concurrently: torch's thread count on the CPU, unless ``sequential`` (a
+    chunk needs the previous one's state) or on another device."""
+    if scene.device.type != "cpu" or n_chunks < 2 or sequential:
+        return 1
+    return min(torch.get_num_threads(), n_chunks)
+
+
+def sequential_state(scene: Scene) -> bool:
+    """A chunk needs the state the previous one leaves (--c-parity interpolation kill-switch)."""
+    # C-parity quirk (thread count): the kill-switch runs through the chunks in raster order, as
+    # on nanoBragg.c's single thread, so they are rendered one after the other
+    return bool(scene.c_parity and scene.interpolate)
+
+
+def map_chunks(plan: ChunkPlan, job: Callable, collect: Callable, *, sequential: bool,
+               state=None, starts: list | None = None) -> None:
+    """Run ``job(start, state)`` for each chunk start and ``collect(result)`` on each result in
+    chunk order. Sequential: each job gets the state the previous collect returned. Otherwise
+    independent chunks run on separate cores, each op single-threaded on its own chunk (which
+    scales far better than splitting every small op across threads), with a bounded window of
+    chunks in flight."""
+    starts = plan.starts if starts is None else starts
+    workers = chunk_workers(plan.scene, len(starts), sequential)
+    if workers <= 1:
+        for start in starts:
+            out = collect(job(start, state))
+            if sequential:
+                state = out
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            pending = deque()
+            for start in starts:
+                pending.append(pool.submit(job, start, state))
+                if len(pending) > 2 * workers:
+                    collect(pending.popleft().result())
+            while pending:
+                collect(pending.popleft().result())
+    finally:
+        torch.set_num_threads(threads)
+
+
+def render(scene: Scene, *, max_memory: int = DEFAULT_MAX_MEMORY,
+           trace_pixels: list | tuple = (), window: tuple | None = None,
+           progress: Callable[[int, int], None] | None = None) -> RenderResult:
+    """Render the image; capture the kernel's intermediates for ``trace_pixels``, a list of
+    (slow, fast) (pixels outside the ROI/mask are not rendered, hence not traced).
+
+    ``window`` = (slow_min, slow_max, fast_min, fast_max), inclusive, computes only those pixels
+    of the run (others stay 0) while keeping the run's state as if the whole ROI were rendered:
+    the φ=0 carryover of --c-parity still starts at the run's first pixel, and under the
+    interpolation kill-switch of --c-parity every pixel before the window's last one is
+    evaluated in raster order (then cleared), since any of them may switch interpolation off.
+
+    When autograd records (a differentiable scene outside ``torch.no_grad()``) the image is the
+    output of :class:`nanobragg_cli.render_grad.ChunkedRender`: the forward pass is this
+    no-grad render, and the backward pass renders each chunk again to differentiate it, so
+    memory stays that of one chunk per worker whatever the detector size.
+    """
+    if scene.device.type == "cpu":
+        keep_freed_memory()
+    plan = plan_chunks(scene, max_memory, window, grad=scene.mode.recording)
+    if scene.mode.recording:
+        from .render_grad import chunked_render
+        values, omega_sum, traces = chunked_render(plan, trace_pixels, progress)
+        flat_image = torch.zeros(scene.spixels * scene.fpixels, dtype=values.dtype,
+                                 device=scene.device).index_put((plan.pix,), values)
+    else:
+        flat_image = torch.zeros(scene.spixels * scene.fpixels, dtype=scene.dtype,
+                                 device=scene.device)
+        omega_sum, traces, _ = forward_chunks(plan, trace_pixels, progress, flat_image, plan.pix)
+    if plan.outside is not None:
+        flat_image = flat_image.index_fill(0, plan.outside, 0.0)
+    return RenderResult(image=flat_image.reshape(scene.spixels, scene.fpixels).to(scene.work_dtype),
+                        omega_sum=float(omega_sum), traces=traces)
+
+
+def forward_chunks(plan: ChunkPlan, trace_pixels, progress, dest: Tensor, where: Tensor) -> tuple:
+    """The no-grad render of ``plan``: each chunk's values written into ``dest[where[k]]`` for
+    its pixels k (``where``: (N,) indices into dest). Returns (Σ solid angles as a 0-dim tensor,
+    traces {(slow, fast): intermediates}, {chunk start: kill-switch state before the chunk})."""
+    scene, pix = plan.scene, plan.pix
     n = pix.numel()
     trace_at = {}
     for s, f in trace_pixels:
         hits = (pix == s * scene.fpixels + f).nonzero()
         if hits.numel():
             trace_at[int(hits[0, 0])] = (s, f)
-
-    killed = torch.zeros((), dtype=torch.bool, device=scene.device)
-    values, omega_sum, traces = [], 0.0, {}
-    starts = list(range(0, n, chunk))
+    traces, states = {}, {}
+    omega_sum = torch.zeros((), dtype=scene.dtype, device=scene.device)
 
     def job(start, killed):
-        stop = min(start + chunk, n)
-        first_local = None
-        if first is not None and start <= first[0] < stop:
-            first_local = (first[0] - start,) + tuple(first[1:])
-        out = render_chunk(scene, pix[start:stop], killed, first_local)
-        found = {px: trace_pixel(scene, pix[k:k + 1], out, k - start, killed, first_local)
-                 for k, px in trace_at.items() if start <= k < stop}
-        return out, found, stop
-
-    grad = scene.mode.recording
-    flat_image = torch.zeros(scene.spixels * scene.fpixels, dtype=scene.dtype, device=scene.device)
+        stop = plan.stop(start)
+        first_local = plan.first_local(start)
+        with torch.no_grad():
+            out = render_chunk(scene, pix[start:stop], killed, first_local)
+            found = {px: trace_pixel(scene, pix[k:k + 1], out, k - start, killed, first_local)
+                     for k, px in trace_at.items() if start <= k < stop}
+        return start, killed, out, found
 
     def collect(result):
         nonlocal omega_sum
-        out, found, stop = result
+        start, killed, out, found = result
+        stop = plan.stop(start)
+        states[start] = killed
         traces.update(found)
-        if grad:   # keep the graph: assemble once at the end
-            values.append(out.values)
-        else:      # write in place: no list of chunks, no concatenated copy
-            flat_image[pix[stop - out.values.shape[0]:stop]] = out.values
-        omega_sum = omega_sum + out.omega_sum.detach()  # a report figure, not differentiated
+        dest[where[start:stop]] = out.values   # in place: no list of chunks, no concatenated copy
+        omega_sum = omega_sum + out.omega_sum  # a report figure, not differentiated
         if progress is not None:
             progress(stop, n)
-        return out
+        return out.killed
 
-    workers = _chunk_workers(scene, len(starts))
-    if workers > 1:
-        # independent chunks on separate cores: each op runs single-threaded on its own chunk,
-        # which scales far better than splitting every small op across threads
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with ThreadPoolExecutor(workers) as pool:
-                pending = deque()
-                for start in starts:   # a bounded window of chunks in flight, collected in order
-                    pending.append(pool.submit(job, start, killed))
-                    if len(pending) > 2 * workers:
-                        collect(pending.popleft().result())
-                while pending:
-                    collect(pending.popleft().result())
-        finally:
-            torch.set_num_threads(threads)
-    else:
-        for start in starts:
-            killed = collect(job(start, killed)).killed
-    if values:
-        flat_image = flat_image.index_put((pix,), torch.cat(values))
-    if outside is not None:
-        flat_image = flat_image.index_fill(0, outside, 0.0)
-    return RenderResult(image=flat_image.reshape(scene.spixels, scene.fpixels).to(scene.work_dtype),
-                        omega_sum=float(omega_sum), traces=traces)
+    killed = torch.zeros((), dtype=torch.bool, device=scene.device)
+    map_chunks(plan, job, collect, sequential=sequential_state(scene), state=killed)
+    return omega_sum, traces, states

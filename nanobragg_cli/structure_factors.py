@@ -58,6 +58,9 @@ class StructureFactors:
         if self.grid is None or self.count == 0:
             return torch.full_like(h0, self.default_F)
         framed = self.bordered()
+        # indices carry no gradient; detached, the in-place arithmetic below is allowed when the
+        # Miller indices they were rounded from require grad
+        h0, k0, l0 = h0.detach(), k0.detach(), l0.detach()
         K2, L2 = framed.shape[1], framed.shape[2]
         offset = -((self.h_min - 1) * K2 * L2 + (self.k_min - 1) * L2 + (self.l_min - 1))
         # integral values far below 2**53: every sum is exact, whatever the order (in place)
