@@ -100,6 +100,19 @@ def _compare_pair(key: str, occ: int, c: TraceRecord, p: TraceRecord, scale: flo
     return row
 
 
+def tally_rows(rows: list) -> tuple:
+    """(counts, first): the number of rows of each status (plus "rows" and "failed") and the
+    index of the first row that is not ok (None when all are)."""
+    counts = {"rows": len(rows), OK: 0, MISMATCH: 0, LENGTH: 0, MISSING_PY: 0, MISSING_C: 0}
+    first = None
+    for k, row in enumerate(rows):
+        counts[row.status] += 1
+        if not row.ok and first is None:
+            first = k
+    counts["failed"] = counts["rows"] - counts[OK]
+    return counts, first
+
+
 def compare_records(c_records: list[TraceRecord], py_records: list[TraceRecord],
                     rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
                     c_name: str = "<C>", py_name: str = "<PY>") -> CompareResult:
@@ -153,13 +166,7 @@ def compare_records(c_records: list[TraceRecord], py_records: list[TraceRecord],
     placed.sort(key=lambda t: t[0])
     rows = [row for _, row in placed]
 
-    counts = {"rows": len(rows), OK: 0, MISMATCH: 0, LENGTH: 0, MISSING_PY: 0, MISSING_C: 0}
-    first_idx = None
-    for k, row in enumerate(rows):
-        counts[row.status] += 1
-        if not row.ok and first_idx is None:
-            first_idx = k
-    counts["failed"] = counts["rows"] - counts[OK]
+    counts, first_idx = tally_rows(rows)
     result = CompareResult(rows, rows[first_idx].key if first_idx is not None else None,
                            first_idx, None, counts, rtol=rtol, atol=atol,
                            c_name=c_name, py_name=py_name)

@@ -43,7 +43,7 @@ import sys
 import click
 
 from .bundle import (compare_text, environment, git_sha, json_text, summary_markdown,
-                     timestamp_dir, write_checksums)
+                     stage_folder, write_checksums)
 from .compare import DEFAULT_ATOL, DEFAULT_RTOL, CompareResult, compare_records
 from .compare_report import summary_line, to_json, to_markdown
 from .errors import NanoBraggError
@@ -269,14 +269,7 @@ def run_parity(nb_argv: list, c_traces: list, out: Path, *, c_image: Path | None
         ref = load_c_image(Path(c_image), shape, c_image_origin)
         region = image_region(shape, ref.shape, c_image_origin, window)
 
-    out = Path(out)
-    final = timestamp_dir(out)
-    stage = out / f".{final.name}.partial"
-    try:
-        stage.mkdir(parents=True)
-    except OSError as err:
-        raise ParityInputError(f"--out {out}: cannot create the bundle folder "
-                               f"({err.strerror or err})") from None
+    final, stage = stage_folder(out, ParityInputError)
     try:
         redirected = cfg.crystal.hklfile is not None
         if redirected:   # the Fdump cache is an output: it goes into the bundle

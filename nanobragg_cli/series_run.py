@@ -266,15 +266,26 @@ def resumable(path: str, kind: str, key: str) -> dict | None:
     return previous
 
 
+def run_key(kind: str, argv: list, tool, sopts, inputs: list) -> tuple:
+    """(input_records, key, previous) of a ``kind`` ("series"/"batch") run: its input files'
+    records, its configuration key (flags, tool options, inputs) and the manifest ``--resume``
+    continues (None without --resume or when it records another configuration)."""
+    from .manifest import file_record
+    from .series_manifest import configuration_key
+    input_records = [file_record(flag, path) for flag, path in inputs]
+    key = configuration_key(kind, argv, tool_argv(tool), input_records)
+    previous = resumable(tool.manifest, kind, key) if sopts.resume else None
+    return input_records, key, previous
+
+
 def series_main(argv: list, written: list) -> int:
     """``nanobragg <flags> --frames N [--first-frame K] [--resume]``: a rotation series."""
     from . import preflight
     from .errors import FlagError
-    from .manifest import file_record
     from .run_share import Share
     from .series import (SeriesOptions, base_seed, frame_config, frames_to_render, misset_seed,
                          plan_series, series_templates)
-    from .series_manifest import complete_frames, configuration_key
+    from .series_manifest import complete_frames
     from .simulate import prepare, split_tool_options
 
     started, t0 = time.time(), time.perf_counter()
@@ -299,10 +310,8 @@ def series_main(argv: list, written: list) -> int:
     templates = series_templates(nb_argv, tool)
     inputs = preflight.input_files(cfg)
     preflight.check_inputs(inputs)
-    input_records = [file_record(flag, path) for flag, path in inputs]
+    input_records, key, previous = run_key("series", nb_argv, tool, sopts, inputs)
     targv = tool_argv(tool)
-    key = configuration_key("series", nb_argv, targv, input_records)
-    previous = resumable(tool.manifest, "series", key) if sopts.resume else None
     share.start()
     noise = cfg.output.calculate_noise and "-noisefile" in templates
     seeds = share.agree_seeds(

@@ -18,8 +18,8 @@ import subprocess
 import numpy as np
 import pytest
 
+from conftest import main_in
 from nanobragg_cli import series_run
-from nanobragg_cli.cli import main
 from nanobragg_cli.errors import FlagError
 from nanobragg_cli.series import (SeriesOptions, expand, frame_config, frames_to_render,
                                   plan_series, series_templates)
@@ -32,12 +32,7 @@ OUTS = ["-floatfile", "f_###.bin", "-intfile", "i_###.img", "-noisefile", "n_###
 
 
 def _run(args, cwd, capsys=None):
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        return main(list(args))
-    finally:
-        os.chdir(old)
+    return main_in(args, cwd)
 
 
 def _files(folder: Path) -> dict:
