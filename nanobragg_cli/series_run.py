@@ -14,13 +14,17 @@ import sys
 import time
 
 from .errors import NanoBraggError
-from .io.atomic import atomic_write_bytes, atomic_write_many
+from .io.atomic import atomic_write_bytes, collect_deferred_writes, commit_outputs
 
 
-def commit_frame(files: list, written: list) -> None:
+def commit_frame(files: list, written: list, cache: list = ()) -> None:
     """Put one frame's files [(path, bytes)] in place, all or nothing (the one place a frame is
-    committed; ``written`` receives each path once it is in place)."""
-    atomic_write_many(files, committed=written, fsync=False)
+    committed; ``written`` receives each path once it is in place). ``cache``: [(path, bytes)]
+    the set-up deferred (the -hkl run's Fdump.bin), committed with the frame but dropped with a
+    warning if it cannot be written, like the single-image run's."""
+    commit_outputs(list(files) + list(cache), committed=written, fsync=False,
+                   optional=[path for path, _ in cache],
+                   warn=lambda w: print(f"nanobragg: WARNING: {w}", file=sys.stderr))
 
 
 def tool_argv(tool) -> list:
@@ -143,7 +147,8 @@ def frame_line(frame, res, files: list, seconds: float) -> str:
 
 def run_frames(todo: list, configs, renderer_for, tool, written: list, records: dict, *,
                write_manifest=None, store_image=None, progress: bool = False,
-               where: dict | None = None, failed: list | None = None) -> dict:
+               where: dict | None = None, failed: list | None = None,
+               deferred: list = ()) -> dict:
     """Render the frames ``todo``, committing each one as soon as it is done.
 
     ``configs(frame)`` -> the frame's Config; ``renderer_for(frame, cfg)`` -> its FrameRenderer;
@@ -152,7 +157,10 @@ def run_frames(todo: list, configs, renderer_for, tool, written: list, records: 
     ``store_image(frame, res)``: called with every rendered frame (the NXmx series file);
     ``where``: fields added to each record (rank, host, device); ``failed``: a list receiving
     {number, index, id, error, ...where} of each frame whose rendering or writing raised (the
-    other frames go on); without it the first such error ends the run.
+    other frames go on); without it the first such error ends the run; ``deferred``: the
+    [(path, bytes)] the set-up queued (:func:`io.atomic.collect_deferred_writes`: the Fdump.bin
+    cache), committed with the first frame that is committed (set-up done while rendering is
+    queued the same way): a run whose frames all fail or are interrupted leaves none of it.
     """
     from .series_manifest import frame_record
     bar = FrameProgress(progress, len(todo))
@@ -162,7 +170,7 @@ def run_frames(todo: list, configs, renderer_for, tool, written: list, records: 
         return {**frame_record(frame, targv, files, seconds), **(where or {})}
     try:
         _frames_loop(todo, configs, renderer_for, tool, written, records, write_manifest,
-                     store_image, bar, record, failed, where or {})
+                     store_image, bar, record, failed, where or {}, list(deferred))
     except BaseException:   # Ctrl-C, SIGTERM, an error: say which frames are complete
         if records:
             extra = [p for p in written if p not in _frame_paths(records)]
@@ -190,19 +198,22 @@ def _ranges(numbers: list) -> str:
 
 
 def _frames_loop(todo, configs, renderer_for, tool, written, records, write_manifest,
-                 store_image, bar, frame_record, failed, where) -> None:
+                 store_image, bar, frame_record, failed, where, pending) -> None:
     from .validate import check_image, quiet_numpy  # a frame with NaN/inf/negative pixels fails
     for frame in todo:
         t0 = time.perf_counter()
         try:
             cfg = configs(frame)
-            with quiet_numpy():
+            with collect_deferred_writes() as queued, quiet_numpy():
                 res = renderer_for(frame, cfg).render(cfg)
+            pending += queued
             check_image(res, tool.c_parity, warn=lambda w: print(f"nanobragg: warning: frame "
                                                                     f"{frame.number}: {w}",
                                                                     file=sys.stderr))
             files = frame_files(res, frame, tool)
-            commit_frame([(path, data) for _, path, data in files], written)
+            commit_frame([(path, data) for _, path, data in files], written,
+                         list(dict(pending).items()))
+            pending.clear()
         except Exception as err:   # Ctrl-C and SIGTERM are not Exceptions: they end the run
             if failed is None:
                 raise
@@ -334,7 +345,8 @@ def series_main(argv: list, written: list) -> int:
     preflight.check_memory(cfg, tool.max_memory)
 
     first_cfg = frame_config(cfg, (todo or frames)[0])
-    renderer = FrameRenderer(first_cfg, share.render_tool()) if (todo or tool.hdf5) else None
+    with collect_deferred_writes() as deferred:   # Fdump.bin joins the first frame's commit
+        renderer = FrameRenderer(first_cfg, share.render_tool()) if (todo or tool.hdf5) else None
     announce(cfg, tool, frames, renderer)
     print(f"series: {len(frames)} frames ({frames[0].number} to {frames[-1].number}), "
           f"{share_text(share, len(mine))}{len(todo)} to render, {len(mine) - len(todo)} "
@@ -363,7 +375,8 @@ def series_main(argv: list, written: list) -> int:
     t_frames = time.perf_counter()
     run_frames(todo, config_of, lambda frame, c: renderer, tool, written, records,
                write_manifest=write_manifest, store_image=store_image,
-               progress=progress_wanted(cfg, tool), where=share.where(), failed=failed)
+               progress=progress_wanted(cfg, tool), where=share.where(), failed=failed,
+               deferred=deferred)
     if nxs is not None and not failed:
         commit_frame([(tool.hdf5, nxs.file.finish())], written)
     return finish_run(share, "series", head, records, write_manifest, tool.manifest, written,

@@ -146,10 +146,10 @@ def test_failed_frame_is_recorded_and_resume_renders_it(tmp_path, monkeypatch, c
     from nanobragg_cli import series_run
     commit = series_run.commit_frame
 
-    def failing(files, written):
+    def failing(files, written, *cache):
         if any("003" in path for path, _ in files):
             raise OSError("simulated failure of frame 3")
-        commit(files, written)
+        commit(files, written, *cache)
     args = SEEDED + ["--manifest", "m.json", "--rank", "0", "--world-size", "1"]
     monkeypatch.setattr(series_run, "commit_frame", failing)
     assert _in_process(args, tmp_path) == 9
