@@ -128,11 +128,15 @@ def _what(frame) -> str:
     return f"frame {frame.number}" if frame.shot_id is None else f"shot {frame.shot_id}"
 
 
-def failures_error(failed: list, total: int, manifest: str | None) -> NanoBraggError:
-    """The one-line error of a run whose frames ``failed`` (exit 9; rerun with --resume)."""
+def failures_error(failed: list, total: int, manifest: str | None,
+                   kind: str = "series") -> NanoBraggError:
+    """The one-line error of a run whose frames ``failed`` (exit 9; rerun with --resume); a
+    batch names its shots (``id``), a series its frame numbers."""
     first = failed[0]
     where = f"; each error is in {manifest}" if manifest else ""
-    return NanoBraggError(f"{len(failed)} of {total} frame(s) failed (frame {first['number']}: "
+    unit = "shot(s)" if kind == "batch" else "frame(s)"
+    name = f"shot {first['id']}" if first.get("id") is not None else f"frame {first['number']}"
+    return NanoBraggError(f"{len(failed)} of {total} {unit} failed ({name}: "
                           f"{first['error']}){where}; rerun with --resume to render what is "
                           "missing")
 
@@ -410,7 +414,7 @@ def finish_run(share, kind: str, head: dict, records: dict, write_manifest, mani
     share.finish(manifest, written)
     print(summary_line(kind, n_todo - len(failed), t0, t_frames), flush=True)
     if failed:
-        raise failures_error(failed, n_todo, manifest and share.manifest_path(manifest))
+        raise failures_error(failed, n_todo, manifest and share.manifest_path(manifest), kind)
     return 0
 
 

@@ -365,3 +365,18 @@ def test_series_fdump_joins_the_first_committed_frame(tmp_path, monkeypatch, cap
     assert _run(args, tmp_path) == 9
     assert "frame 1 failed: simulated failure of frame 1" in capsys.readouterr().err
     assert sorted(_files(tmp_path)) == ["Fdump.bin", "f_2.bin", "in.hkl"]
+
+
+def test_batch_shot_with_an_impossible_image_is_refused_by_name(tmp_path, capsys):
+    """Each shot is checked like a single image (validate.check_image) before it is committed:
+    the detector facing away from the sample gives negative solid angles, so shot b is refused,
+    nothing of it written, and the run's one error line names it (exit 9)."""
+    (tmp_path / "shots.jsonl").write_text('{"id": "a"}\n{"id": "b", "flags": "-twotheta 180 '
+                                          '-pivot beam"}\n')
+    args = ["batch", "shots.jsonl", "--", *BASE, "-floatfile", "f_{id}.bin", "-nonoise"]
+    assert _run(args, tmp_path) == 9
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("nanobragg: error: 1 of 2 shot(s) failed (shot b: the image has "
+                              "576 negative pixels of 576: the detector faces away")
+    assert "Traceback" not in "".join(err)
+    assert sorted(_files(tmp_path)) == ["f_a.bin", "shots.jsonl"]
