@@ -48,7 +48,7 @@ from .compare import DEFAULT_ATOL, DEFAULT_RTOL, CompareResult, compare_records
 from .compare_report import summary_line, to_json, to_markdown
 from .errors import NanoBraggError
 from .golden import IMAGE_ATOL_FRACTION, IMAGE_RTOL, image_metrics
-from .tracefmt import TraceInputError, load_trace, read_trace_text
+from .tracefmt import TraceInputError, load_trace, read_trace_text, trace_notes
 
 _PIXEL_RE = re.compile(r"tracing pixel \(spixel=(\d+), fpixel=(\d+)\)")
 
@@ -288,7 +288,7 @@ def run_parity(nb_argv: list, c_traces: list, out: Path, *, c_image: Path | None
         checks = []
         for k, (path, records, name, text, meta, label) in enumerate(parsed):
             result = compare_records(records, py_records, rtol=rtol, atol=atol, c_name=name,
-                                     py_name="trace_py.log")
+                                     py_name="trace_py.log", c_notes=trace_notes(text))
             stem = "compare" if k == 0 else f"compare_{label}"
             copy = "c_trace.log" if k == 0 else f"c_trace_{label}.log"
             checks.append(TraceCheck(path, label, stem, copy, result, meta))
