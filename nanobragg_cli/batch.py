@@ -174,13 +174,12 @@ class _Renderers:
 
 def batch_main(shots_path: str, argv: list, written: list) -> int:
     from . import preflight
-    from .manifest import file_record
     from .series import SeriesOptions, frames_to_render
-    from .series_manifest import complete_frames, configuration_key
+    from .series_manifest import complete_frames
     from .run_share import Share
     from .series import base_seed
     from .series_run import (_note, _time_seeded, finish_run, manifest_writer, progress_wanted,
-                             resumable, run_frames, share_text, tool_argv)
+                             run_frames, run_key, share_text, tool_argv)
     from .simulate import split_tool_options
 
     started, t0 = time.time(), time.perf_counter()
@@ -200,10 +199,8 @@ def batch_main(shots_path: str, argv: list, written: list) -> int:
     for cfg in configs.values():
         inputs += [i for i in preflight.input_files(cfg) if i not in inputs]
     preflight.check_inputs(inputs)
-    input_records = [file_record(flag, path) for flag, path in inputs]
+    input_records, key, previous = run_key("batch", base_argv, tool, sopts, inputs)
     targv = tool_argv(tool)
-    key = configuration_key("batch", base_argv, targv, input_records)
-    previous = resumable(tool.manifest, "batch", key) if sopts.resume else None
     share.start()
     noisy = any(f.seed is not None for f in frames)
     agreed = share.agree_seeds(

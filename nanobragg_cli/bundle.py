@@ -69,6 +69,21 @@ def timestamp_dir(out: Path) -> Path:
     return path
 
 
+def stage_folder(out, error) -> tuple:
+    """(final, stage): the timestamped bundle folder under ``out`` and the hidden staging folder,
+    created, its contents renamed to ``final`` once complete. ``error``: the exception class
+    raised (one line naming ``--out``) when the folder cannot be created."""
+    out = Path(out)
+    final = timestamp_dir(out)
+    stage = out / f".{final.name}.partial"
+    try:
+        stage.mkdir(parents=True)
+    except OSError as err:
+        raise error(f"--out {out}: cannot create the bundle folder "
+                    f"({err.strerror or err})") from None
+    return final, stage
+
+
 def write_checksums(folder: Path, inputs: list) -> None:
     """sha256.txt in ``folder``: its files by name, then the input files by absolute path, in
     ``sha256sum -c`` format."""

@@ -140,13 +140,28 @@ def setup_lines(cfg, scene, messages: list) -> list:
 
     ``messages``: the set-up messages of :func:`nanobragg_cli.scene.build_scene` (the
     structure-factor file lines and the random misset are taken from there; our own warnings in
-    it are skipped: see :func:`own_warnings`).
+    it are skipped: see :func:`own_warnings`). The sections follow nanoBragg.c's order.
     """
-    d, c, b, s, out = cfg.detector, cfg.crystal, cfg.beam, cfg.sampling, cfg.output
-    g = scene.det
     L = pre_banner_lines(cfg)
     L.append(BANNER)
-    L += [text for when, text in getattr(cfg, "c_notes", ()) if when == "sampling"]
+    L += _geometry_lines(cfg, scene)
+    if cfg.crystal.matfile is not None:
+        L.append(f"reading {cfg.crystal.matfile}")
+    L += [m for m in messages if m.startswith("random orientation misset angles:")]
+    L += _cell_lines(scene)
+    L += _crystal_size_lines(cfg, scene)
+    L += _structure_factor_lines(cfg, messages)
+    step_lines, divsteps = _step_lines(cfg, scene)
+    L += step_lines
+    L += _summary_lines(cfg, scene, divsteps)
+    return L
+
+
+def _geometry_lines(cfg, scene) -> list:
+    """The convention, the pivot and the XDS incident beam (sampling/interpolation notes around)."""
+    d, g = cfg.detector, scene.det
+    notes = getattr(cfg, "c_notes", ())
+    L = [text for when, text in notes if when == "sampling"]
     L.append(f"{d.convention} convention selected.")
     if d.pivot == "sample":
         L.append("pivoting detector around sample")
@@ -156,20 +171,21 @@ def setup_lines(cfg, scene, messages: list) -> list:
     beam = [float(x) for x in d.beam]
     dot = lambda u, v: sum(x * y for x, y in zip(u, v))  # noqa: E731
     L.append("XDS incident beam: %g %g %g" % (dot(beam, fdet), dot(beam, sdet), dot(beam, odet)))
-    L += [text for when, text in getattr(cfg, "c_notes", ()) if when == "interpolation"]
-    if c.matfile is not None:
-        L.append(f"reading {c.matfile}")
-    L += [m for m in messages if m.startswith("random orientation misset angles:")]
-    L += _cell_lines(scene)
+    L += [text for when, text in notes if when == "interpolation"]
+    return L
 
+
+def _crystal_size_lines(cfg, scene) -> list:
+    """The crystal's size, the auto-oversampling and its warning, and the approximate MW."""
+    d, s, g = cfg.detector, cfg.sampling, scene.det
     lat = scene.lattice
     N = scene.N_values
     lengths = [math.sqrt(sum(x * x for x in _floats(v))) for v in (lat.a, lat.b, lat.c)]
     xtal = [lv * n for lv, n in zip(lengths, N)]
-    L.append("crystal is %g x %g x %g microns" % tuple(x * 1e6 for x in xtal))
+    L = ["crystal is %g x %g x %g microns" % tuple(x * 1e6 for x in xtal)]
     if s.oversample <= 0:
         L.append("auto-selected %d-fold oversampling" % scene.oversample)
-    recip = b.lambda0 * float(g.distance.detach()) / d.pixel_size
+    recip = cfg.beam.lambda0 * float(g.distance.detach()) / d.pixel_size
     recommended = max(math.ceil(3.0 * max(xtal) / recip), 1)
     if scene.oversample < recommended:
         L += ["WARNING: maximum dimension of sample is %g A" % (max(xtal) * 1e10),
@@ -179,19 +195,31 @@ def setup_lines(cfg, scene, messages: list) -> list:
               % recommended]
     volume = xtal[0] * xtal[1] * xtal[2]
     L.append("approximate MW = %g" % (volume * 1.2e6 * AVOGADRO / (N[0] * N[1] * N[2])))
-    L += _structure_factor_lines(cfg, messages)
+    return L
 
+
+def _step_lines(cfg, scene):
+    """The thickness and phi steps, the sources and the mosaic domains; with the divergence
+    step count (for :func:`_summary_lines`)."""
+    s = cfg.sampling
     thickstep = float(scene.thickstep.detach()) if hasattr(scene.thickstep, "detach") \
         else float(scene.thickstep)
-    for k in range(scene.thicksteps):
-        L.append("thick%d = %g um" % (k, thickstep * k * 1e6))
-    for k in range(s.phisteps):
-        L.append("phi%d = %g" % (k, (s.phi0 + s.phistep * k) * RTD))
+    L = ["thick%d = %g um" % (k, thickstep * k * 1e6) for k in range(scene.thicksteps)]
+    L += ["phi%d = %g" % (k, (s.phi0 + s.phistep * k) * RTD) for k in range(s.phisteps)]
     source_lines, divsteps = _source_lines(cfg, scene)
     L += source_lines
     L.append("  created a total of %d mosaic domains" % scene.n_mos)
+    return L, divsteps
 
-    L.append("  %d initialized hkls (all others =%g)" % (scene.hkl_count, c.default_F))
+
+def _summary_lines(cfg, scene, divsteps: int) -> list:
+    """The indented parameter summary nanoBragg.c prints last before rendering."""
+    d, c, b, s, out = cfg.detector, cfg.crystal, cfg.beam, cfg.sampling, cfg.output
+    g = scene.det
+    N = scene.N_values
+    fdet, sdet, odet = _floats(g.fdet), _floats(g.sdet), _floats(g.odet)
+    beam = [float(x) for x in d.beam]
+    L = ["  %d initialized hkls (all others =%g)" % (scene.hkl_count, c.default_F)]
     L.append("  %s xtal: %.0fx%.0fx%.0f cells" % (SHAPE_WORDS[c.shape], *N))
     L.append("  wave=%g meters +/- %g%% in %d steps" % (b.lambda0, b.dispersion * 100, b.dispsteps))
     if b.nopolar:

@@ -268,19 +268,12 @@ def write_bundle(chk: BinaryCheck, out: Path, invocation: str, shrunk=None) -> P
     c_stdout.txt, c_float.bin and py_float.bin, image_metrics.json, bytes.json, per pixel
     c_trace_S_F.log / trace_py_S_F.log (or c_printout_S_F.txt / printout_py_S_F.txt) with
     compare_S_F.txt/.md/.json, shrink.txt, env.json, git_sha.txt, summary.md, sha256.txt."""
-    from .bundle import (compare_text, environment, git_sha, json_text, timestamp_dir,
+    from .bundle import (compare_text, environment, git_sha, json_text, stage_folder,
                          write_checksums)
     from .compare_report import to_json, to_markdown
     from .simulate import ToolOptions
 
-    out = Path(out)
-    final = timestamp_dir(out)
-    stage = out / f".{final.name}.partial"
-    try:
-        stage.mkdir(parents=True)
-    except OSError as err:
-        raise CBinError(f"--out {out}: cannot create the bundle folder "
-                        f"({err.strerror or err})") from None
+    final, stage = stage_folder(out, CBinError)
     try:
         files = {}
         plain = shlex.join(["nanobragg", *chk.c_argv] + (["--c-parity"] if chk.c_parity else []))

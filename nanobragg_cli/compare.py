@@ -37,6 +37,7 @@ from .tracefmt import (
     key_stats,
     load_trace,
     read_trace_text,
+    trace_notes,
 )
 
 __all__ = [
@@ -100,10 +101,26 @@ def _compare_pair(key: str, occ: int, c: TraceRecord, p: TraceRecord, scale: flo
     return row
 
 
+def tally_rows(rows: list) -> tuple:
+    """(counts, first): the number of rows of each status (plus "rows" and "failed") and the
+    index of the first row that is not ok (None when all are)."""
+    counts = {"rows": len(rows), OK: 0, MISMATCH: 0, LENGTH: 0, MISSING_PY: 0, MISSING_C: 0}
+    first = None
+    for k, row in enumerate(rows):
+        counts[row.status] += 1
+        if not row.ok and first is None:
+            first = k
+    counts["failed"] = counts["rows"] - counts[OK]
+    return counts, first
+
+
 def compare_records(c_records: list[TraceRecord], py_records: list[TraceRecord],
                     rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL,
-                    c_name: str = "<C>", py_name: str = "<PY>") -> CompareResult:
-    """Align two parsed traces and compare them (see the module docstring for the rules)."""
+                    c_name: str = "<C>", py_name: str = "<PY>",
+                    c_notes: tuple = ()) -> CompareResult:
+    """Align two parsed traces and compare them (see the module docstring for the rules).
+    ``c_notes``: the C log's warnings (:func:`nanobragg_cli.tracefmt.trace_notes`), for the
+    explainers."""
     c_stats = key_stats(c_records)
     py_stats = key_stats(py_records)
 
@@ -153,18 +170,12 @@ def compare_records(c_records: list[TraceRecord], py_records: list[TraceRecord],
     placed.sort(key=lambda t: t[0])
     rows = [row for _, row in placed]
 
-    counts = {"rows": len(rows), OK: 0, MISMATCH: 0, LENGTH: 0, MISSING_PY: 0, MISSING_C: 0}
-    first_idx = None
-    for k, row in enumerate(rows):
-        counts[row.status] += 1
-        if not row.ok and first_idx is None:
-            first_idx = k
-    counts["failed"] = counts["rows"] - counts[OK]
+    counts, first_idx = tally_rows(rows)
     result = CompareResult(rows, rows[first_idx].key if first_idx is not None else None,
                            first_idx, None, counts, rtol=rtol, atol=atol,
                            c_name=c_name, py_name=py_name)
     if first_idx is not None:
-        ctx = QuirkContext(result, c_records, py_records)
+        ctx = QuirkContext(result, c_records, py_records, tuple(c_notes))
         for detector in QUIRK_DETECTORS:
             found = detector(ctx)
             if found:
@@ -186,10 +197,10 @@ def compare_traces(c_text_or_path: str | os.PathLike, py_text_or_path: str | os.
     """
     c_records, c_name = load_trace(c_text_or_path, prefer="C")
     py_records, py_name = load_trace(py_text_or_path, prefer="PY")
+    c_text = read_trace_text(c_text_or_path)[0]
     result = compare_records(c_records, py_records, rtol=rtol, atol=atol,
-                             c_name=c_name, py_name=py_name)
-    note_different_pixels(result, read_trace_text(c_text_or_path)[0],
-                          read_trace_text(py_text_or_path)[0])
+                             c_name=c_name, py_name=py_name, c_notes=trace_notes(c_text))
+    note_different_pixels(result, c_text, read_trace_text(py_text_or_path)[0])
     return result
 
 
@@ -246,10 +257,10 @@ def compare_command(ctx, c_trace, py_trace, rtol, atol, json_path, md_path, show
         py_records, py_name = load_trace(Path(py_trace), prefer="PY")
     except TraceInputError as err:
         _fail_input(ctx, str(err))
+    c_text = read_trace_text(Path(c_trace))[0]
     result = compare_records(c_records, py_records, rtol=rtol, atol=atol,
-                             c_name=c_name, py_name=py_name)
-    pixels = note_different_pixels(result, read_trace_text(Path(c_trace))[0],
-                                   read_trace_text(Path(py_trace))[0])
+                             c_name=c_name, py_name=py_name, c_notes=trace_notes(c_text))
+    pixels = note_different_pixels(result, c_text, read_trace_text(Path(py_trace))[0])
 
     out = sys.stdout
     # COLUMNS first (a terminal, or a log of a chosen width), else the terminal's; a pipe or

@@ -20,12 +20,14 @@ if TYPE_CHECKING:
 
 @dataclass
 class QuirkContext:
-    """What a quirk detector may look at: the result (with its first divergent row) and the
-    parsed records of both sides."""
+    """What a quirk detector may look at: the result (with its first divergent row), the
+    parsed records of both sides and ``c_notes``, the C log's warnings
+    (:func:`nanobragg_cli.tracefmt.trace_notes`)."""
 
     result: CompareResult
     c_records: list[TraceRecord]
     py_records: list[TraceRecord]
+    c_notes: tuple = ()
 
     @property
     def row(self) -> CompareRow:
@@ -149,6 +151,7 @@ QUIRK_DETECTORS: list[Callable[[QuirkContext], str | None]] = [
     known_differences.quirk_water_background,
     known_differences.quirk_sincg_next_to_integer,
     known_differences.quirk_oversample_thick_without_sensor,
+    known_differences.quirk_interpolation_kill_switch,
     known_differences.quirk_hkl_read_by_fscanf,
     known_differences.quirk_polarization_along_the_beam,
 ]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from .tracefmt import INTERPOLATION_WARNING
+
 DOC = "docs/differences.md"
 REPRODUCE = "Rerun the Python side with --c-parity to reproduce nanoBragg.c's numbers."
 # keys of the final scaling of a pixel, after the sum over sub-pixels, sources, phi and domains
@@ -147,10 +149,32 @@ def quirk_sincg_next_to_integer(ctx) -> str | None:
             "and gives the limit N. " + REPRODUCE)
 
 
+def _kill_switch_note(ctx) -> str | None:
+    """C's interpolation warning among the log's notes (the kill-switch tripped), or None."""
+    return next((n for n in ctx.c_notes if n.startswith(INTERPOLATION_WARNING)), None)
+
+
+def quirk_interpolation_kill_switch(ctx) -> str | None:
+    """#6: nanoBragg.c switched interpolation off at the first out-of-range evaluation."""
+    if ctx.row.key.rsplit(".", 1)[-1] != "F_cell" or not _rows_before_ok(ctx, {"hkl_rounded"}):
+        return None
+    note = _kill_switch_note(ctx)
+    if note is None:
+        return None
+    return (f"Documented difference #6 (interpolation kill-switch, {DOC}): the C log holds "
+            f"nanoBragg.c's warning '{note}': an evaluation at this pixel or one before it in "
+            "loop order left the interpolation range, which switched interpolation off for "
+            "everything after it, so C's F_cell is the nearest grid point's; the default mode "
+            "interpolates every evaluation whose 4x4x4 block lies inside the grid"
+            f"{_rel(ctx)}. " + REPRODUCE)
+
+
 def quirk_hkl_read_by_fscanf(ctx) -> str | None:
     """#15: nanoBragg.c's fscanf passes store nothing for indices written like '1.0'."""
     if ctx.row.key.rsplit(".", 1)[-1] != "F_cell" or not _rows_before_ok(ctx, {"hkl_rounded"}):
         return None
+    if _kill_switch_note(ctx) is not None:
+        return None   # the kill-switch (#6) explains an F_cell divergence there
     c_values = {r.values[0] for r in ctx.c_records
                 if r.key.rsplit(".", 1)[-1] == "F_cell" and r.values}
     if len(c_values) != 1:

@@ -43,12 +43,12 @@ import sys
 import click
 
 from .bundle import (compare_text, environment, git_sha, json_text, summary_markdown,
-                     timestamp_dir, write_checksums)
+                     stage_folder, write_checksums)
 from .compare import DEFAULT_ATOL, DEFAULT_RTOL, CompareResult, compare_records
 from .compare_report import summary_line, to_json, to_markdown
 from .errors import NanoBraggError
 from .golden import IMAGE_ATOL_FRACTION, IMAGE_RTOL, image_metrics
-from .tracefmt import TraceInputError, load_trace, read_trace_text
+from .tracefmt import TraceInputError, load_trace, read_trace_text, trace_notes
 
 _PIXEL_RE = re.compile(r"tracing pixel \(spixel=(\d+), fpixel=(\d+)\)")
 
@@ -269,14 +269,7 @@ def run_parity(nb_argv: list, c_traces: list, out: Path, *, c_image: Path | None
         ref = load_c_image(Path(c_image), shape, c_image_origin)
         region = image_region(shape, ref.shape, c_image_origin, window)
 
-    out = Path(out)
-    final = timestamp_dir(out)
-    stage = out / f".{final.name}.partial"
-    try:
-        stage.mkdir(parents=True)
-    except OSError as err:
-        raise ParityInputError(f"--out {out}: cannot create the bundle folder "
-                               f"({err.strerror or err})") from None
+    final, stage = stage_folder(out, ParityInputError)
     try:
         redirected = cfg.crystal.hklfile is not None
         if redirected:   # the Fdump cache is an output: it goes into the bundle
@@ -295,7 +288,7 @@ def run_parity(nb_argv: list, c_traces: list, out: Path, *, c_image: Path | None
         checks = []
         for k, (path, records, name, text, meta, label) in enumerate(parsed):
             result = compare_records(records, py_records, rtol=rtol, atol=atol, c_name=name,
-                                     py_name="trace_py.log")
+                                     py_name="trace_py.log", c_notes=trace_notes(text))
             stem = "compare" if k == 0 else f"compare_{label}"
             copy = "c_trace.log" if k == 0 else f"c_trace_{label}.log"
             checks.append(TraceCheck(path, label, stem, copy, result, meta))

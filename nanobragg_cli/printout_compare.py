@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 
-from .compare import LENGTH, MISMATCH, MISSING_C, MISSING_PY, OK, CompareResult, CompareRow
+from .compare import LENGTH, MISMATCH, MISSING_C, OK, CompareResult, CompareRow, tally_rows
 
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf)"
 _PATTERNS = [
@@ -110,12 +110,6 @@ def compare_printouts(c_lines: list, py_lines: list, c_name: str = "<C printout>
     for key, texts in p.items():
         rows.append(CompareRow(key, 0, None, [float(t) for t in texts], None, None, False,
                                MISSING_C))
-    counts = {"rows": len(rows), OK: 0, MISMATCH: 0, LENGTH: 0, MISSING_PY: 0, MISSING_C: 0}
-    first = None
-    for k, row in enumerate(rows):
-        counts[row.status] += 1
-        if not row.ok and first is None:
-            first = k
-    counts["failed"] = counts["rows"] - counts[OK]
+    counts, first = tally_rows(rows)
     return CompareResult(rows, rows[first].key if first is not None else None, first, None,
                          counts, rtol=0.0, atol=0.0, c_name=c_name, py_name=py_name)

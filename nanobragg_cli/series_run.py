@@ -14,13 +14,17 @@ import sys
 import time
 
 from .errors import NanoBraggError
-from .io.atomic import atomic_write_bytes, atomic_write_many
+from .io.atomic import atomic_write_bytes, collect_deferred_writes, commit_outputs
 
 
-def commit_frame(files: list, written: list) -> None:
+def commit_frame(files: list, written: list, cache: list = ()) -> None:
     """Put one frame's files [(path, bytes)] in place, all or nothing (the one place a frame is
-    committed; ``written`` receives each path once it is in place)."""
-    atomic_write_many(files, committed=written, fsync=False)
+    committed; ``written`` receives each path once it is in place). ``cache``: [(path, bytes)]
+    the set-up deferred (the -hkl run's Fdump.bin), committed with the frame but dropped with a
+    warning if it cannot be written, like the single-image run's."""
+    commit_outputs(list(files) + list(cache), committed=written, fsync=False,
+                   optional=[path for path, _ in cache],
+                   warn=lambda w: print(f"nanobragg: WARNING: {w}", file=sys.stderr))
 
 
 def tool_argv(tool) -> list:
@@ -124,11 +128,15 @@ def _what(frame) -> str:
     return f"frame {frame.number}" if frame.shot_id is None else f"shot {frame.shot_id}"
 
 
-def failures_error(failed: list, total: int, manifest: str | None) -> NanoBraggError:
-    """The one-line error of a run whose frames ``failed`` (exit 9; rerun with --resume)."""
+def failures_error(failed: list, total: int, manifest: str | None,
+                   kind: str = "series") -> NanoBraggError:
+    """The one-line error of a run whose frames ``failed`` (exit 9; rerun with --resume); a
+    batch names its shots (``id``), a series its frame numbers."""
     first = failed[0]
     where = f"; each error is in {manifest}" if manifest else ""
-    return NanoBraggError(f"{len(failed)} of {total} frame(s) failed (frame {first['number']}: "
+    unit = "shot(s)" if kind == "batch" else "frame(s)"
+    name = f"shot {first['id']}" if first.get("id") is not None else f"frame {first['number']}"
+    return NanoBraggError(f"{len(failed)} of {total} {unit} failed ({name}: "
                           f"{first['error']}){where}; rerun with --resume to render what is "
                           "missing")
 
@@ -143,7 +151,8 @@ def frame_line(frame, res, files: list, seconds: float) -> str:
 
 def run_frames(todo: list, configs, renderer_for, tool, written: list, records: dict, *,
                write_manifest=None, store_image=None, progress: bool = False,
-               where: dict | None = None, failed: list | None = None) -> dict:
+               where: dict | None = None, failed: list | None = None,
+               deferred: list = ()) -> dict:
     """Render the frames ``todo``, committing each one as soon as it is done.
 
     ``configs(frame)`` -> the frame's Config; ``renderer_for(frame, cfg)`` -> its FrameRenderer;
@@ -152,7 +161,10 @@ def run_frames(todo: list, configs, renderer_for, tool, written: list, records: 
     ``store_image(frame, res)``: called with every rendered frame (the NXmx series file);
     ``where``: fields added to each record (rank, host, device); ``failed``: a list receiving
     {number, index, id, error, ...where} of each frame whose rendering or writing raised (the
-    other frames go on); without it the first such error ends the run.
+    other frames go on); without it the first such error ends the run; ``deferred``: the
+    [(path, bytes)] the set-up queued (:func:`io.atomic.collect_deferred_writes`: the Fdump.bin
+    cache), committed with the first frame that is committed (set-up done while rendering is
+    queued the same way): a run whose frames all fail or are interrupted leaves none of it.
     """
     from .series_manifest import frame_record
     bar = FrameProgress(progress, len(todo))
@@ -162,7 +174,7 @@ def run_frames(todo: list, configs, renderer_for, tool, written: list, records: 
         return {**frame_record(frame, targv, files, seconds), **(where or {})}
     try:
         _frames_loop(todo, configs, renderer_for, tool, written, records, write_manifest,
-                     store_image, bar, record, failed, where or {})
+                     store_image, bar, record, failed, where or {}, list(deferred))
     except BaseException:   # Ctrl-C, SIGTERM, an error: say which frames are complete
         if records:
             extra = [p for p in written if p not in _frame_paths(records)]
@@ -190,19 +202,22 @@ def _ranges(numbers: list) -> str:
 
 
 def _frames_loop(todo, configs, renderer_for, tool, written, records, write_manifest,
-                 store_image, bar, frame_record, failed, where) -> None:
+                 store_image, bar, frame_record, failed, where, pending) -> None:
     from .validate import check_image, quiet_numpy  # a frame with NaN/inf/negative pixels fails
     for frame in todo:
         t0 = time.perf_counter()
         try:
             cfg = configs(frame)
-            with quiet_numpy():
+            with collect_deferred_writes() as queued, quiet_numpy():
                 res = renderer_for(frame, cfg).render(cfg)
+            pending += queued
             check_image(res, tool.c_parity, warn=lambda w: print(f"nanobragg: warning: frame "
                                                                     f"{frame.number}: {w}",
                                                                     file=sys.stderr))
             files = frame_files(res, frame, tool)
-            commit_frame([(path, data) for _, path, data in files], written)
+            commit_frame([(path, data) for _, path, data in files], written,
+                         list(dict(pending).items()))
+            pending.clear()
         except Exception as err:   # Ctrl-C and SIGTERM are not Exceptions: they end the run
             if failed is None:
                 raise
@@ -266,15 +281,26 @@ def resumable(path: str, kind: str, key: str) -> dict | None:
     return previous
 
 
+def run_key(kind: str, argv: list, tool, sopts, inputs: list) -> tuple:
+    """(input_records, key, previous) of a ``kind`` ("series"/"batch") run: its input files'
+    records, its configuration key (flags, tool options, inputs) and the manifest ``--resume``
+    continues (None without --resume or when it records another configuration)."""
+    from .manifest import file_record
+    from .series_manifest import configuration_key
+    input_records = [file_record(flag, path) for flag, path in inputs]
+    key = configuration_key(kind, argv, tool_argv(tool), input_records)
+    previous = resumable(tool.manifest, kind, key) if sopts.resume else None
+    return input_records, key, previous
+
+
 def series_main(argv: list, written: list) -> int:
     """``nanobragg <flags> --frames N [--first-frame K] [--resume]``: a rotation series."""
     from . import preflight
     from .errors import FlagError
-    from .manifest import file_record
     from .run_share import Share
     from .series import (SeriesOptions, base_seed, frame_config, frames_to_render, misset_seed,
                          plan_series, series_templates)
-    from .series_manifest import complete_frames, configuration_key
+    from .series_manifest import complete_frames
     from .simulate import prepare, split_tool_options
 
     started, t0 = time.time(), time.perf_counter()
@@ -299,10 +325,8 @@ def series_main(argv: list, written: list) -> int:
     templates = series_templates(nb_argv, tool)
     inputs = preflight.input_files(cfg)
     preflight.check_inputs(inputs)
-    input_records = [file_record(flag, path) for flag, path in inputs]
+    input_records, key, previous = run_key("series", nb_argv, tool, sopts, inputs)
     targv = tool_argv(tool)
-    key = configuration_key("series", nb_argv, targv, input_records)
-    previous = resumable(tool.manifest, "series", key) if sopts.resume else None
     share.start()
     noise = cfg.output.calculate_noise and "-noisefile" in templates
     seeds = share.agree_seeds(
@@ -325,7 +349,8 @@ def series_main(argv: list, written: list) -> int:
     preflight.check_memory(cfg, tool.max_memory)
 
     first_cfg = frame_config(cfg, (todo or frames)[0])
-    renderer = FrameRenderer(first_cfg, share.render_tool()) if (todo or tool.hdf5) else None
+    with collect_deferred_writes() as deferred:   # Fdump.bin joins the first frame's commit
+        renderer = FrameRenderer(first_cfg, share.render_tool()) if (todo or tool.hdf5) else None
     announce(cfg, tool, frames, renderer)
     print(f"series: {len(frames)} frames ({frames[0].number} to {frames[-1].number}), "
           f"{share_text(share, len(mine))}{len(todo)} to render, {len(mine) - len(todo)} "
@@ -354,7 +379,8 @@ def series_main(argv: list, written: list) -> int:
     t_frames = time.perf_counter()
     run_frames(todo, config_of, lambda frame, c: renderer, tool, written, records,
                write_manifest=write_manifest, store_image=store_image,
-               progress=progress_wanted(cfg, tool), where=share.where(), failed=failed)
+               progress=progress_wanted(cfg, tool), where=share.where(), failed=failed,
+               deferred=deferred)
     if nxs is not None and not failed:
         commit_frame([(tool.hdf5, nxs.file.finish())], written)
     return finish_run(share, "series", head, records, write_manifest, tool.manifest, written,
@@ -388,7 +414,7 @@ def finish_run(share, kind: str, head: dict, records: dict, write_manifest, mani
     share.finish(manifest, written)
     print(summary_line(kind, n_todo - len(failed), t0, t_frames), flush=True)
     if failed:
-        raise failures_error(failed, n_todo, manifest and share.manifest_path(manifest))
+        raise failures_error(failed, n_todo, manifest and share.manifest_path(manifest), kind)
     return 0
 
 

@@ -204,6 +204,23 @@ def parse_trace(text: str) -> list[TraceRecord]:
     return records
 
 
+#: nanoBragg.c's warning when an evaluation leaves the interpolation range: from then on it
+#: interpolates nothing (the kill-switch, #6 in docs/differences.md)
+INTERPOLATION_WARNING = "WARNING: out of range for three point interpolation"
+
+
+def trace_notes(text: str) -> tuple[str, ...]:
+    """nanoBragg.c's ``WARNING:`` lines in a trace log (text glued behind one, such as a
+    ``TRACE_C`` record, cut off): facts the trace records cannot show, e.g. that the
+    interpolation kill-switch (:data:`INTERPOLATION_WARNING`) tripped at or before the traced
+    pixel, which :mod:`nanobragg_cli.known_differences` uses to explain an F_cell divergence."""
+    notes = []
+    for line in text.splitlines():
+        if line.startswith("WARNING:"):
+            notes.append(line.split("TRACE_", 1)[0].strip())
+    return tuple(notes)
+
+
 def _looks_like_text(obj: str) -> bool:
     if "\n" in obj:
         return True

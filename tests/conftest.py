@@ -43,3 +43,35 @@ def _single_process_environment(monkeypatch):
     from nanobragg_cli.ranks import launcher_variables
     for name in launcher_variables():
         monkeypatch.delenv(name, raising=False)
+
+
+def main_in(args, cwd) -> int:
+    """``nanobragg_cli.cli.main(args)`` run in the folder ``cwd`` (in this process); its exit code."""
+    import os
+    from nanobragg_cli.cli import main
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return main(list(args))
+    finally:
+        os.chdir(old)
+
+
+def announce_script(pause_s: float = 0.0) -> str:
+    """A ``python -c`` script that runs the CLI on its arguments and prints RENDERING (on stdout)
+    when the first kernel chunk starts, then waits ``pause_s`` seconds: a test can then interrupt
+    (or read from) a render that has really started, not the start-up."""
+    return f"""
+import sys, time
+import nanobragg_cli.render as render
+from nanobragg_cli.cli import main
+original = render.render_chunk
+def announcing(*args, **kw):
+    if not getattr(announcing, "done", False):
+        announcing.done = True
+        print("RENDERING", flush=True)
+        time.sleep({pause_s!r})
+    return original(*args, **kw)
+render.render_chunk = announcing
+raise SystemExit(main(sys.argv[1:]))
+"""

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from conftest import announce_script
 from nanobragg_cli import preflight
 from nanobragg_cli.cli import main
 from nanobragg_cli.errors import FlagError
@@ -462,19 +463,7 @@ def test_error_in_a_real_process_is_one_line_without_traceback(workdir):
 
 # Announces (on stdout) the first kernel chunk, then runs the CLI: the test interrupts a render
 # that has really started, not the start-up.
-_ANNOUNCE = """
-import sys
-import nanobragg_cli.render as render
-from nanobragg_cli.cli import main
-original = render.render_chunk
-def announcing(*args, **kw):
-    if not getattr(announcing, "done", False):
-        announcing.done = True
-        print("RENDERING", flush=True)
-    return original(*args, **kw)
-render.render_chunk = announcing
-raise SystemExit(main(sys.argv[1:]))
-"""
+_ANNOUNCE = announce_script()
 
 
 def _read_until(proc, marker: str) -> list:

@@ -25,10 +25,9 @@ DEFAULT_MODE_EXPLAINED = {
     "hkl_float_indices": "hkl_read_by_fscanf",
     "polar_along_beam_kahn": "polarization_along_the_beam",
     "polar_along_source": "polarization_along_the_beam",
+    # the kill-switch (#6) tripped at an earlier pixel: C's warning precedes the records
+    "interp_kill_switch_window": "interpolation_kill_switch",
 }
-# default-mode divergences the pixel's trace records cannot attribute: the interpolation
-# kill-switch (#6) tripped at earlier pixels, and C's warning about it precedes the records
-UNATTRIBUTED = {"interp_kill_switch_window": "F_cell"}
 TRACED = golden_case_names(lambda c: bool(c.trace_pixels) and (c.dir / "stdout.txt").exists()
                            and "default_mode_reference_for" not in c.meta)
 
@@ -40,9 +39,7 @@ def test_every_default_mode_divergence_is_explained(name):
     for pixel in CASES[name].trace_pixels:
         result = compare_case_trace(CASES[name], pixel, run.traces[pixel])
         names = [q["name"] for q in result.quirks]
-        if name in UNATTRIBUTED:
-            assert result.first_divergence == UNATTRIBUTED[name], (name, pixel)
-        elif name in DEFAULT_MODE_EXPLAINED:
+        if name in DEFAULT_MODE_EXPLAINED:
             assert result.first_divergence is not None, f"{name} {pixel}: no divergence"
             assert names == [DEFAULT_MODE_EXPLAINED[name]], (name, pixel, result.first_divergence)
             assert "docs/differences.md" in result.explanation
@@ -126,3 +123,18 @@ def test_lattice_factor_next_to_an_integer_is_explained():
     far = compare_traces(text.replace("4.00000000000001\n", "4.12149487111492\n"),
                          py.replace("4.00000000000001\n", "4.12149487111492\n"))
     assert far.first_divergence == "F_latt_c" and not far.quirks
+
+
+def test_trace_notes_keep_c_warnings_and_drop_the_glued_record():
+    """nanoBragg.c prints its interpolation warning before the records, and glues the next
+    TRACE_C line behind "further warnings will not be printed! " (no newline)."""
+    from nanobragg_cli.tracefmt import INTERPOLATION_WARNING, trace_notes
+    text = ("auto-selected tricubic interpolation of structure factors\n"
+            "WARNING: out of range for three point interpolation: h,k,l,h0,k0,l0: "
+            "3.3,3.2,-4.0,3,3,-4 \n"
+            "WARNING: further warnings will not be printed! TRACE_C: pix0_vector_meters 0.08 0 0\n"
+            "TRACE_C: F_cell 12.5\n")
+    notes = trace_notes(text)
+    assert notes == ("WARNING: out of range for three point interpolation: h,k,l,h0,k0,l0: "
+                     "3.3,3.2,-4.0,3,3,-4", "WARNING: further warnings will not be printed!")
+    assert notes[0].startswith(INTERPOLATION_WARNING)

@@ -2,6 +2,7 @@
 
 import io
 
+from conftest import announce_script
 from nanobragg_cli.progress import RenderProgress
 from nanobragg_cli.simulate import prepare, split_tool_options
 
@@ -70,20 +71,7 @@ def test_plain_lines_off_a_terminal_with_progress_or_for_long_runs():
     assert long_run.getvalue().startswith("nanobragg: rendering 10% (2.0 s elapsed, about 18 s")
 
 
-_ANNOUNCE = """
-import sys
-import nanobragg_cli.render as render
-from nanobragg_cli.cli import main
-original = render.render_chunk
-def announcing(*args, **kw):
-    if not getattr(announcing, "done", False):
-        announcing.done = True
-        print("RENDERING", flush=True)
-        import time; time.sleep(1.0)
-    return original(*args, **kw)
-render.render_chunk = announcing
-raise SystemExit(main(sys.argv[1:]))
-"""
+_ANNOUNCE = announce_script(1.0)
 
 
 def test_setup_block_is_on_stdout_before_the_render_and_progress_goes_to_the_log(tmp_path):

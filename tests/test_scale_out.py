@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from nanobragg_cli.cli import main
+from conftest import main_in
 from nanobragg_cli.errors import FlagError
 from nanobragg_cli.ranks import detect, launcher_variables, part_path, pick_device
 from nanobragg_cli.series import frames_to_render
@@ -138,13 +138,7 @@ def test_multi_rank_run_without_a_process_group_needs_a_seed(tmp_path, capsys):
     assert lines[-1].startswith("nanobragg: error: -seed: a run split over 2 processes needs")
 
 
-def _in_process(args, cwd):
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        return main(list(args))
-    finally:
-        os.chdir(old)
+_in_process = main_in
 
 
 def test_failed_frame_is_recorded_and_resume_renders_it(tmp_path, monkeypatch, capsys,
@@ -152,10 +146,10 @@ def test_failed_frame_is_recorded_and_resume_renders_it(tmp_path, monkeypatch, c
     from nanobragg_cli import series_run
     commit = series_run.commit_frame
 
-    def failing(files, written):
+    def failing(files, written, *cache):
         if any("003" in path for path, _ in files):
             raise OSError("simulated failure of frame 3")
-        commit(files, written)
+        commit(files, written, *cache)
     args = SEEDED + ["--manifest", "m.json", "--rank", "0", "--world-size", "1"]
     monkeypatch.setattr(series_run, "commit_frame", failing)
     assert _in_process(args, tmp_path) == 9

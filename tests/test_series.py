@@ -18,8 +18,8 @@ import subprocess
 import numpy as np
 import pytest
 
+from conftest import main_in
 from nanobragg_cli import series_run
-from nanobragg_cli.cli import main
 from nanobragg_cli.errors import FlagError
 from nanobragg_cli.series import (SeriesOptions, expand, frame_config, frames_to_render,
                                   plan_series, series_templates)
@@ -32,12 +32,7 @@ OUTS = ["-floatfile", "f_###.bin", "-intfile", "i_###.img", "-noisefile", "n_###
 
 
 def _run(args, cwd, capsys=None):
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        return main(list(args))
-    finally:
-        os.chdir(old)
+    return main_in(args, cwd)
 
 
 def _files(folder: Path) -> dict:
@@ -119,11 +114,11 @@ def test_resume_after_an_interrupted_series(tmp_path, monkeypatch, capsys):
     commit = series_run.commit_frame
     calls = []
 
-    def interrupted(files, written):
+    def interrupted(files, written, *cache):
         calls.append(files)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        commit(files, written)
+        commit(files, written, *cache)
 
     monkeypatch.setattr(series_run, "commit_frame", interrupted)
     assert _run(args, part) == 130
@@ -307,10 +302,10 @@ def test_nxmx_series_after_resume_holds_every_frame(tmp_path, monkeypatch):
     assert _run(args, whole) == 0
     commit = series_run.commit_frame
 
-    def interrupted(files, written):
+    def interrupted(files, written, *cache):
         if any(p.endswith("f_2.bin") for p, _ in files):
             raise KeyboardInterrupt
-        commit(files, written)
+        commit(files, written, *cache)
 
     monkeypatch.setattr(series_run, "commit_frame", interrupted)
     assert _run(args, part) == 130
@@ -341,3 +336,47 @@ def test_batch_resume_keeps_the_time_seed(tmp_path, capsys):
 
 def test_batch_without_a_shot_list(tmp_path, capsys):
     _error(["batch"], tmp_path, capsys, "batch: give the shot list")
+
+
+def test_series_fdump_joins_the_first_committed_frame(tmp_path, monkeypatch, capsys):
+    """-hkl's Fdump.bin cache is written with the first frame that is committed, not at set-up:
+    an interrupted first frame leaves no Fdump.bin (nor anything else); a failed first frame
+    leaves it to the next frame's commit."""
+    (tmp_path / "in.hkl").write_text("0 0 1 10\n1 0 0 20\n0 1 0 30\n")
+    args = BASE + ["-hkl", "in.hkl", "-floatfile", "f_#.bin", "-nonoise", "--frames", "2"]
+    commit = series_run.commit_frame
+    calls = []
+
+    def interrupted(files, written, *cache):
+        calls.append([p for p, _ in list(files) + [c for cs in cache for c in cs]])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(series_run, "commit_frame", interrupted)
+    assert _run(args, tmp_path) == 130
+    assert sorted(_files(tmp_path)) == ["in.hkl"]
+    assert calls == [["f_1.bin", "Fdump.bin"]]
+
+    def first_fails(files, written, *cache):
+        if any(p == "f_1.bin" for p, _ in files):
+            raise OSError("simulated failure of frame 1")
+        commit(files, written, *cache)
+
+    monkeypatch.setattr(series_run, "commit_frame", first_fails)
+    assert _run(args, tmp_path) == 9
+    assert "frame 1 failed: simulated failure of frame 1" in capsys.readouterr().err
+    assert sorted(_files(tmp_path)) == ["Fdump.bin", "f_2.bin", "in.hkl"]
+
+
+def test_batch_shot_with_an_impossible_image_is_refused_by_name(tmp_path, capsys):
+    """Each shot is checked like a single image (validate.check_image) before it is committed:
+    the detector facing away from the sample gives negative solid angles, so shot b is refused,
+    nothing of it written, and the run's one error line names it (exit 9)."""
+    (tmp_path / "shots.jsonl").write_text('{"id": "a"}\n{"id": "b", "flags": "-twotheta 180 '
+                                          '-pivot beam"}\n')
+    args = ["batch", "shots.jsonl", "--", *BASE, "-floatfile", "f_{id}.bin", "-nonoise"]
+    assert _run(args, tmp_path) == 9
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("nanobragg: error: 1 of 2 shot(s) failed (shot b: the image has "
+                              "576 negative pixels of 576: the detector faces away")
+    assert "Traceback" not in "".join(err)
+    assert sorted(_files(tmp_path)) == ["f_a.bin", "shots.jsonl"]
