@@ -324,7 +324,7 @@ def write_bundle(chk: BinaryCheck, out: Path, invocation: str, shrunk=None) -> P
         summary += ["", "## Reproduce", "", "```", invocation, "```", ""]
         files["summary.md"] = "\n".join(summary)
         for name, data in files.items():
-            (stage / name).write_bytes(data if isinstance(data, bytes) else data.encode())
+            (stage / name).write_bytes(data if isinstance(data, (bytes, bytearray, memoryview)) else data.encode())
         write_checksums(stage, [chk.base / p for p in input_paths(chk.flags)])
         stage.rename(final)
     except BaseException:

@@ -27,21 +27,25 @@ class ImageStats:
     n: int
 
 
-def image_stats(img: np.ndarray, rendered: np.ndarray, roi: tuple, subpixel: float,
+def image_stats(img: np.ndarray, rendered, roi: tuple, subpixel: float,
                 oversample: int, fpixels: int) -> ImageStats:
-    """img: float32 [slow, fast]; rendered: flat indices of rendered pixels (raster order)."""
+    """img: float32 [slow, fast]; rendered: the rendered pixels as an index into the flat image
+    (raster order): a slice, a (slow·fast,) bool mask or (N,) flat indices (see
+    :func:`nanobragg_cli.render.rendered_selection`). Float64 work arrays are squared and
+    shifted in place: one image-sized float64 array is alive at a time."""
     vals = img.reshape(-1)[rendered].astype(np.float64)
     n = vals.size
     max_I, max_x, max_y = 0.0, 0.0, 0.0
     if n and vals.max() > 0.0:
         k = int(np.argmax(vals))  # first occurrence, as C's strict '>' scan
         max_I = float(vals[k])
-        s, f = divmod(int(rendered[k]), fpixels)
+        s, f = divmod(selected_flat_index(rendered, k), fpixels)
         last = oversample - 1
         max_x = subpixel * (f * oversample + last) + subpixel / 2.0
         max_y = subpixel * (s * oversample + last) + subpixel / 2.0
     total = float(np.sum(vals))
-    sumsq = float(np.sum(vals * vals))
+    sumsq = float(np.sum(np.multiply(vals, vals, out=vals)))
+    del vals
     sumn = n if n > 0 else 1
     mean = total / sumn
     sumn = sumn if sumn > 1 else 2
@@ -49,8 +53,20 @@ def image_stats(img: np.ndarray, rendered: np.ndarray, roi: tuple, subpixel: flo
     xmin, xmax, ymin, ymax = roi
     block = img[ymin:ymax + 1, xmin:xmax + 1].astype(np.float64)
     m = block.size if block.size > 1 else 2
-    rmsd = math.sqrt(float(np.sum((block - mean) ** 2)) / (m - 1))
+    block -= mean
+    rmsd = math.sqrt(float(np.sum(np.multiply(block, block, out=block))) / (m - 1))
     return ImageStats(max_I, max_x, max_y, mean, rms, rmsd, n)
+
+
+def selected_flat_index(rendered, k: int) -> int:
+    """The flat index of the ``k``-th pixel that ``rendered`` (slice, bool mask or flat indices)
+    selects."""
+    if isinstance(rendered, slice):
+        return (rendered.start or 0) + k
+    rendered = np.asarray(rendered)
+    if rendered.dtype == np.bool_:
+        return int(np.flatnonzero(rendered)[k])
+    return int(rendered[k])
 
 
 def smv_header(cfg, scene) -> SMVHeader:
@@ -86,7 +102,12 @@ def pgm_scale(requested: float, intfile_scale: float, rmsd: float) -> float:
     return 250.0 / (5.0 * rmsd) if rmsd > 0.0 else intfile_scale
 
 
-def float_bytes(img: np.ndarray) -> bytes:
+def float_bytes(img: np.ndarray):
+    """The -floatfile bytes of ``img`` (float32 [slow, fast]): a read-only view of its memory when
+    it is already little-endian float32 in raster order (no 4-byte-per-pixel copy), else bytes."""
+    arr = np.asarray(img)
+    if arr.ndim == 2 and arr.dtype == np.dtype("<f4") and arr.flags.c_contiguous:
+        return memoryview(arr).cast("B").toreadonly()
     return float_image_bytes(img)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .allocator import keep_freed_memory
+from .allocator import keep_freed_memory, release_freed_memory
 from .c_order import first_executed_subiteration
 from .kernel import pixel_geometry, render_chunk, scattering_vectors
 from .scene import Scene
@@ -36,15 +36,96 @@ class RenderResult:
     traces: dict
 
 
-def rendered_pixels(scene: Scene) -> Tensor:
-    """(N,) flat indices (slow·fpixels + fast) of the pixels nanoBragg.c renders, raster order."""
+def _rendered_keep(scene: Scene) -> np.ndarray:
+    """(slow·fast,) bool: the pixels nanoBragg.c renders (inside the ROI and the mask)."""
     xmin, xmax, ymin, ymax = scene.roi
     F, S = scene.fpixels, scene.spixels
     keep = np.zeros((S, F), dtype=bool)
     keep[max(ymin, 0):min(ymax, S - 1) + 1, max(xmin, 0):min(xmax, F - 1) + 1] = True
     if scene.mask is not None:
         keep &= scene.mask != 0
-    return torch.from_numpy(np.flatnonzero(keep.reshape(-1))).to(scene.device)
+    return keep.reshape(-1)
+
+
+def _roi_rectangle(scene: Scene) -> tuple:
+    """(first slow row, first fast column, rows, columns) of the ROI clipped to the detector."""
+    xmin, xmax, ymin, ymax = scene.roi
+    F, S = scene.fpixels, scene.spixels
+    s0, f0 = max(ymin, 0), max(xmin, 0)
+    return s0, f0, max(0, min(ymax, S - 1) + 1 - s0), max(0, min(xmax, F - 1) + 1 - f0)
+
+
+class RasterPixels:
+    """The rendered pixels of an unmasked ROI rectangle, without a per-pixel index list: behaves
+    as the (N,) int64 tensor of their flat indices (slow·fpixels + fast, raster order) for
+    ``numel()`` and slicing ``[a:b]``, which builds only that chunk's indices. Pixel k is
+    (s0 + k // cols)·fpixels + f0 + k % cols."""
+
+    def __init__(self, s0: int, f0: int, rows: int, cols: int, fpixels: int, device):
+        self.s0, self.f0, self.rows, self.cols = s0, f0, rows, cols
+        self.fpixels, self.device = fpixels, device
+        n = rows * cols if rows and cols else 0
+        self.n = n
+
+    def numel(self) -> int:
+        return self.n
+
+    @property
+    def contiguous(self) -> bool:
+        """Whole rows: pixel k is flat index base + k."""
+        return self.cols == self.fpixels
+
+    @property
+    def base(self) -> int:
+        return self.s0 * self.fpixels + self.f0
+
+    def __getitem__(self, sl: slice) -> Tensor:
+        start, stop, step = sl.indices(self.n)
+        k = torch.arange(start, stop, step, device=self.device)
+        if self.contiguous:
+            return k + self.base
+        return (k // self.cols + self.s0) * self.fpixels + (k % self.cols + self.f0)
+
+    def position(self, flat: int) -> int | None:
+        """Index k of the pixel with flat index ``flat``, or None if it is not rendered."""
+        s, f = divmod(flat, self.fpixels)
+        if self.s0 <= s < self.s0 + self.rows and self.f0 <= f < self.f0 + self.cols:
+            return (s - self.s0) * self.cols + (f - self.f0)
+        return None
+
+    def tensor(self) -> Tensor:
+        return self[0:self.n]
+
+
+def rendered_pixels(scene: Scene) -> Tensor:
+    """(N,) flat indices (slow·fpixels + fast) of the pixels nanoBragg.c renders, raster order."""
+    return torch.from_numpy(np.flatnonzero(_rendered_keep(scene))).to(scene.device)
+
+
+def pixel_list(scene: Scene):
+    """The rendered pixels as :func:`rendered_pixels` lists them: a :class:`RasterPixels` (no
+    per-pixel array) where there is no mask, else the (N,) int64 tensor."""
+    if scene.mask is None:
+        return RasterPixels(*_roi_rectangle(scene), scene.fpixels, scene.device)
+    return rendered_pixels(scene)
+
+
+def as_tensor(pix) -> Tensor:
+    """The (N,) int64 flat indices of ``pix`` (a tensor or a :class:`RasterPixels`)."""
+    return pix.tensor() if isinstance(pix, RasterPixels) else pix
+
+
+def rendered_selection(scene: Scene):
+    """The rendered pixels as a numpy index into the flat (slow·fast,) image, raster order: a
+    slice where they are whole rows without a mask, else a (slow·fast,) bool mask. Either
+    selects the same values, in the same order, as :func:`rendered_pixels` without its 8 bytes
+    per pixel."""
+    if scene.mask is None:
+        s0, f0, rows, cols = _roi_rectangle(scene)
+        if cols == scene.fpixels or rows == 0 or cols == 0:
+            base = s0 * scene.fpixels if rows and cols else 0
+            return slice(base, base + rows * cols)
+    return _rendered_keep(scene)
 
 
 def chunk_pixels(scene: Scene, max_memory: int) -> int:
@@ -57,11 +138,12 @@ def chunk_pixels(scene: Scene, max_memory: int) -> int:
 @dataclass
 class ChunkPlan:
     """The pixels of a render and how they are cut into chunks: pix (N,) flat indices in raster
-    order; chunk: pixels per chunk; first: the --c-parity first sub-iteration (index in pix,
-    layer, sub-pixel, source) or None; starts: index in pix of each chunk's first pixel;
+    order (a tensor, or a :class:`RasterPixels` that builds each chunk's indices); chunk: pixels
+    per chunk; first: the --c-parity first sub-iteration (index in pix, layer, sub-pixel,
+    source) or None; starts: index in pix of each chunk's first pixel;
     outside: flat indices of pixels rendered only for the run's state (cleared after)."""
     scene: Scene
-    pix: Tensor
+    pix: "Tensor | RasterPixels"
     chunk: int
     first: tuple | None
     starts: list
@@ -83,7 +165,7 @@ def plan_chunks(scene: Scene, max_memory: int, window: tuple | None = None,
     """The rendered pixels (inside ROI, mask and ``window``) in chunks that keep each worker's
     temporaries -- and with ``grad`` one chunk's autograd graph -- within its share of
     ``max_memory`` (bytes, shared by torch's threads)."""
-    pix = rendered_pixels(scene)
+    pix = pixel_list(scene) if window is None else rendered_pixels(scene)
     budget = max_memory // max(1, torch.get_num_threads())
     if grad:
         per_pixel = max(1, scene.evals_per_pixel()) * max(
@@ -181,13 +263,15 @@ def render(scene: Scene, *, max_memory: int = DEFAULT_MAX_MEMORY,
         from .render_grad import chunked_render
         values, omega_sum, traces = chunked_render(plan, trace_pixels, progress)
         flat_image = torch.zeros(scene.spixels * scene.fpixels, dtype=values.dtype,
-                                 device=scene.device).index_put((plan.pix,), values)
+                                 device=scene.device).index_put((as_tensor(plan.pix),), values)
     else:
         flat_image = torch.zeros(scene.spixels * scene.fpixels, dtype=scene.dtype,
                                  device=scene.device)
         omega_sum, traces, _ = forward_chunks(plan, trace_pixels, progress, flat_image, plan.pix)
     if plan.outside is not None:
         flat_image = flat_image.index_fill(0, plan.outside, 0.0)
+    if scene.device.type == "cpu":
+        release_freed_memory()
     return RenderResult(image=flat_image.reshape(scene.spixels, scene.fpixels).to(scene.work_dtype),
                         omega_sum=float(omega_sum), traces=traces)
 
@@ -200,6 +284,11 @@ def forward_chunks(plan: ChunkPlan, trace_pixels, progress, dest: Tensor, where:
     n = pix.numel()
     trace_at = {}
     for s, f in trace_pixels:
+        if isinstance(pix, RasterPixels):
+            k = pix.position(s * scene.fpixels + f)
+            if k is not None:
+                trace_at[k] = (s, f)
+            continue
         hits = (pix == s * scene.fpixels + f).nonzero()
         if hits.numel():
             trace_at[int(hits[0, 0])] = (s, f)
@@ -221,7 +310,10 @@ def forward_chunks(plan: ChunkPlan, trace_pixels, progress, dest: Tensor, where:
         stop = plan.stop(start)
         states[start] = killed
         traces.update(found)
-        dest[where[start:stop]] = out.values   # in place: no list of chunks, no concatenated copy
+        if isinstance(where, RasterPixels) and where.contiguous:
+            dest[where.base + start:where.base + stop] = out.values
+        else:   # in place: no list of chunks, no concatenated copy
+            dest[where[start:stop]] = out.values
         omega_sum = omega_sum + out.omega_sum  # a report figure, not differentiated
         if progress is not None:
             progress(stop, n)

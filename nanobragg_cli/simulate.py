@@ -104,7 +104,7 @@ class SimulationResult:
     traces: dict
     printout: list
     messages: list
-    rendered: np.ndarray
+    rendered: object    # numpy index of the rendered pixels in the flat image (render.rendered_selection)
     omega_sum: float
     seconds: float
 
@@ -127,7 +127,7 @@ def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
     from .outputs import image_stats, int_scale, pgm_scale
     from .preflight import check_kernel_memory
     from .render import (BYTES_PER_EVAL, BYTES_PER_EVAL_INTERP, DEFAULT_MAX_MEMORY, render,
-                         rendered_pixels)
+                         rendered_selection)
     from .mode import Mode
     from .scene import build_scene
     from .trace import printout_lines, trace_records
@@ -157,7 +157,7 @@ def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
     result = render(scene, max_memory=tool.max_memory or DEFAULT_MAX_MEMORY,
                     trace_pixels=wanted, window=window, progress=progress)
     image = result.image.detach().to("cpu").to(torch.float32).numpy()
-    rendered = rendered_pixels(scene).cpu().numpy()
+    rendered = rendered_selection(scene)
     stats = image_stats(image, rendered, scene.roi, float(scene.subpixel_size),
                         scene.oversample, scene.fpixels)
     iscale = int_scale(out.intfile_scale, stats.max_I)

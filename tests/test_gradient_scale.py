@@ -13,7 +13,7 @@ import torch
 from nanobragg_cli import Simulator
 from nanobragg_cli import render_grad
 from nanobragg_cli.kernel import render_chunk
-from nanobragg_cli.render import plan_chunks, rendered_pixels
+from nanobragg_cli.render import as_tensor, plan_chunks, rendered_pixels
 
 REPO = Path(__file__).resolve().parent.parent
 BASE = ("-cell 50 60 70 80 85 95 -misset 10 20 30 -N 3 -default_F 100 -lambda 1 -distance 50 "
@@ -54,7 +54,7 @@ def _reference(sim, x):
     scene = sim.scene(x, units="flag")
     plan = plan_chunks(scene, 2 ** 40)                       # one chunk
     pix = rendered_pixels(scene)
-    assert plan.starts == [0] and torch.equal(plan.pix, pix)
+    assert plan.starts == [0] and torch.equal(as_tensor(plan.pix), pix)
     out = render_chunk(scene, pix, torch.zeros((), dtype=torch.bool), plan.first_local(0))
     flat = torch.zeros(scene.spixels * scene.fpixels, dtype=scene.dtype)
     return flat.index_put((pix,), out.values).reshape(sim.shape)

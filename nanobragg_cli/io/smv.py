@@ -19,6 +19,7 @@ from ..errors import InputFileError, NanoBraggError
 from ._text import c_atof, read_bytes
 
 SMV_HEADER_BYTES = 512
+INT_IMAGE_BLOCK = 1 << 20   # pixels converted at a time by int_image
 
 Roi = tuple[int, int, int, int]
 
@@ -145,17 +146,22 @@ def int_image(float_img, scale: float, adc: float, roi: Roi | None = None) -> np
     if f.ndim != 2:
         raise ValueError(f"float image must be 2-D [slow, fast], got shape {f.shape}")
     out = np.zeros(f.shape, dtype=np.uint16)
-    sl = roi_slices(f.shape, roi)
-    test = f[sl].astype(np.float64) * float(scale) + float(adc)
-    np.clip(test, 0.0, 65535.0, out=test)
-    test += 0.5
-    rounded = np.floor(test.astype(np.float32))
-    rounded[np.isnan(rounded)] = 0.0
-    out[sl] = rounded.astype(np.uint16)
+    rows, cols = roi_slices(f.shape, roi)
+    step = max(1, INT_IMAGE_BLOCK // max(1, cols.stop - cols.start))
+    for r0 in range(rows.start, rows.stop, step):   # blocks of rows: bounded float64 temporaries
+        sl = (slice(r0, min(r0 + step, rows.stop)), cols)
+        test = f[sl].astype(np.float64)
+        test *= float(scale)
+        test += float(adc)
+        np.clip(test, 0.0, 65535.0, out=test)
+        test += 0.5
+        rounded = np.floor(test.astype(np.float32))
+        rounded[np.isnan(rounded)] = 0.0
+        out[sl] = rounded
     return out
 
 
-def smv_bytes(header: SMVHeader, data, overflow: str = "error") -> bytes:
+def smv_bytes(header: SMVHeader, data, overflow: str = "error") -> bytearray:
     """A complete SMV file: :func:`format_smv_header` + ``data`` (uint16 [slow, fast]) little-endian.
     ``overflow``: see :func:`format_smv_header`."""
     arr = np.asarray(data)
@@ -166,7 +172,11 @@ def smv_bytes(header: SMVHeader, data, overflow: str = "error") -> bytes:
         )
     if arr.dtype != np.uint16:
         raise ValueError(f"SMV pixels must be uint16, got {arr.dtype}")
-    return format_smv_header(header, overflow) + np.ascontiguousarray(arr, dtype="<u2").tobytes()
+    head = format_smv_header(header, overflow)
+    out = bytearray(len(head) + 2 * arr.size)   # one buffer: no pixel bytes, then a joined copy
+    out[:len(head)] = head
+    np.frombuffer(out, dtype="<u2", offset=len(head)).reshape(arr.shape)[...] = arr
+    return out
 
 
 # ------------------------------------------------------------------------------------ reading
