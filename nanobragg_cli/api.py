@@ -292,7 +292,7 @@ class Simulator:
         selects pixels (≠ 0). params, units, window, roi, pixels select as in :meth:`render`.
         Not differentiable twice (use :meth:`render` for Jacobians).
         """
-        from .render import plan_chunks
+        from .chunks import plan_chunks
         from .render_grad import chunked_loss
         if (target is None) == (loss is None):
             raise NanoBraggError("render_loss: give exactly one of target= (an image) and loss= "

@@ -205,7 +205,7 @@ def make_workdir(root: Path, bench: Benchmark, golden: Path) -> Path:
 
 def resolve_work(args: tuple, workdir: Path, frames: int = 0) -> Work:
     """Resolve ``args`` with our own config code (CPU, float64) and count the work."""
-    from .render import rendered_pixels
+    from .chunks import rendered_pixels
     from .scene import build_scene
     from .simulate import prepare
     with contextlib.chdir(workdir):

@@ -31,7 +31,7 @@ def image_stats(img: np.ndarray, rendered, roi: tuple, subpixel: float,
                 oversample: int, fpixels: int) -> ImageStats:
     """img: float32 [slow, fast]; rendered: the rendered pixels as an index into the flat image
     (raster order): a slice, a (slow·fast,) bool mask or (N,) flat indices (see
-    :func:`nanobragg_cli.render.rendered_selection`). Float64 work arrays are squared and
+    :func:`nanobragg_cli.chunks.rendered_selection`). Float64 work arrays are squared and
     shifted in place: one image-sized float64 array is alive at a time."""
     vals = img.reshape(-1)[rendered].astype(np.float64)
     n = vals.size

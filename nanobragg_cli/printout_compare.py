@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 import re
 
-from .compare import LENGTH, MISMATCH, MISSING_C, OK, CompareResult, CompareRow, tally_rows
+from .compare import (LENGTH, MISMATCH, MISSING_C, MISSING_PY, OK, CompareResult, CompareRow,
+                      tally_rows)
 
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf)"
 _PATTERNS = [

@@ -5,7 +5,7 @@ Left to itself, autograd keeps the intermediates of every pixel chunk until the 
 the output of one custom autograd function (:class:`ChunkedRender`) whose inputs are the scene's
 differentiable tensors (those that require grad: detector frame, orientations, F grid, ...):
 
-- forward: the no-grad render (:func:`nanobragg_cli.render.forward_chunks`), chunks concurrent
+- forward: the no-grad render (:func:`nanobragg_cli.chunks.forward_chunks`), chunks concurrent
   on the CPU cores as without gradients; it saves only the inputs and, for ``--c-parity``'s
   interpolation kill-switch, the state before each chunk;
 - backward: each chunk is rendered again with autograd recording, on detached copies of the
@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from .kernel import render_chunk
-from .render import ChunkPlan, forward_chunks, map_chunks, sequential_state
+from .chunks import ChunkPlan, forward_chunks, map_chunks, sequential_state
 from .scene import Scene
 
 # Scene fields that hold no tensors of the parameters (walking them would only cost time)

@@ -104,7 +104,7 @@ class SimulationResult:
     traces: dict
     printout: list
     messages: list
-    rendered: object    # numpy index of the rendered pixels in the flat image (render.rendered_selection)
+    rendered: object    # numpy index of the rendered pixels in the flat image (chunks.rendered_selection)
     omega_sum: float
     seconds: float
 
@@ -126,8 +126,9 @@ def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
     from . import rng
     from .outputs import image_stats, int_scale, pgm_scale
     from .preflight import check_kernel_memory
-    from .render import (BYTES_PER_EVAL, BYTES_PER_EVAL_INTERP, DEFAULT_MAX_MEMORY, render,
+    from .chunks import (BYTES_PER_EVAL, BYTES_PER_EVAL_INTERP, DEFAULT_MAX_MEMORY,
                          rendered_selection)
+    from .render import render
     from .mode import Mode
     from .scene import build_scene
     from .trace import printout_lines, trace_records

@@ -102,6 +102,13 @@ def test_printout_tolerance_is_one_unit_of_the_printed_digits():
     assert res.first_divergence == "polar" and res.counts["failed"] == 2   # C's order
 
 
+def test_a_printout_value_we_do_not_print_is_the_first_divergence():
+    c = ["  65   65 : stol = 5.3033e+06 or 0.00053033", "polar      0.9999999375"]
+    res = compare_printouts(c, c[:1])
+    assert res.first_divergence == "polar"
+    assert res.rows[-1].status == "missing_py"
+
+
 def _cases_file(tmp_path, names):
     lines = ["# corpus cases, paths relative to this file's folder"]
     for name in names:

@@ -13,7 +13,7 @@ import torch
 from nanobragg_cli import Simulator
 from nanobragg_cli import render_grad
 from nanobragg_cli.kernel import render_chunk
-from nanobragg_cli.render import as_tensor, plan_chunks, rendered_pixels
+from nanobragg_cli.chunks import as_tensor, plan_chunks, rendered_pixels
 
 REPO = Path(__file__).resolve().parent.parent
 BASE = ("-cell 50 60 70 80 85 95 -misset 10 20 30 -N 3 -default_F 100 -lambda 1 -distance 50 "
