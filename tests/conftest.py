@@ -63,15 +63,15 @@ def announce_script(pause_s: float = 0.0) -> str:
     (or read from) a render that has really started, not the start-up."""
     return f"""
 import sys, time
-import nanobragg_cli.render as render
+import nanobragg_cli.chunks as chunks
 from nanobragg_cli.cli import main
-original = render.render_chunk
+original = chunks.render_chunk
 def announcing(*args, **kw):
     if not getattr(announcing, "done", False):
         announcing.done = True
         print("RENDERING", flush=True)
         time.sleep({pause_s!r})
     return original(*args, **kw)
-render.render_chunk = announcing
+chunks.render_chunk = announcing
 raise SystemExit(main(sys.argv[1:]))
 """
