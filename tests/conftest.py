@@ -75,3 +75,12 @@ def announcing(*args, **kw):
 chunks.render_chunk = announcing
 raise SystemExit(main(sys.argv[1:]))
 """
+
+
+def load_example(name: str):
+    """The module examples/<name>.py, loaded from its file (examples are scripts, not a package)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, REPO / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,24 +1,16 @@
 """examples/refine_geometry.py: distance, beam centre, cell and misset perturbed from the values
 that rendered a reference image are recovered from that image alone by gradient descent."""
 
-import importlib.util
-from pathlib import Path
 import time
 
 import torch
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "refine_geometry.py"
+from conftest import load_example
 
-
-def _load_example():
-    spec = importlib.util.spec_from_file_location("refine_geometry", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_refinement_recovers_geometry_and_cell_from_the_image(capsys):
-    example = _load_example()
+    example = load_example("refine_geometry")
     threads = torch.get_num_threads()
     t0 = time.perf_counter()
     result = example.main()

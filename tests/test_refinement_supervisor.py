@@ -3,27 +3,17 @@ hkl and 2463x2527 detector frame, 2 φ steps), distance, beam centre, misset and
 by 0.5 mm / 0.5 mm / 0.2° / ~0.3 % are recovered from the 11x11 shoeboxes of the 80 brightest
 spots (the example uses 150 of 13x13), through Simulator.render_loss. About 1.5 min on 2 cores."""
 
-import importlib.util
-from pathlib import Path
 import time
 
 import torch
 
-from conftest import needs_golden
+from conftest import load_example, needs_golden
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "refine_supervisor.py"
-
-
-def _load_example():
-    spec = importlib.util.spec_from_file_location("refine_supervisor", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @needs_golden
 def test_supervisor_geometry_refinement_recovers_distance_beam_centre_misset_and_cell(capsys):
-    example = _load_example()
+    example = load_example("refine_supervisor")
     threads = torch.get_num_threads()
     t0 = time.perf_counter()
     result = example.main(n_spots=80, half=5, max_steps=4)
