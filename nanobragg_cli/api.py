@@ -128,14 +128,17 @@ class Simulator:
     """
 
     def __init__(self, config: Config, *, c_parity: bool = False, device="cpu",
-                 dtype: torch.dtype = torch.float64, max_memory: int = DEFAULT_MAX_MEMORY):
+                 dtype: torch.dtype = torch.float64, max_memory: int = DEFAULT_MAX_MEMORY,
+                 compile: str = "auto"):
         device = torch.device(device)
+        if compile not in ("auto", "on", "off"):
+            raise NanoBraggError(f"compile: expected 'auto', 'on' or 'off', got {compile!r}")
         if device.type == "cuda" and not torch.cuda.is_available():
             raise NanoBraggError(f"device {device}: no CUDA device is available (torch "
                                  f"{torch.__version__} sees none); use device='cpu'")
         if dtype not in (torch.float64, torch.float32):
             raise NanoBraggError(f"dtype: expected torch.float64 or torch.float32, got {dtype}")
-        self.mode = Mode.choose(c_parity=c_parity, dtype=dtype, device=device)
+        self.mode = Mode.choose(c_parity=c_parity, dtype=dtype, device=device, compile=compile)
         self.c_parity = self.mode.c_parity
         self.device = device
         self.dtype = dtype
@@ -158,9 +161,11 @@ class Simulator:
     @classmethod
     def from_flags(cls, argv: Sequence[str] | str, *, c_parity: bool | None = None,
                    device=None, dtype: torch.dtype | None = None,
-                   max_memory: int = DEFAULT_MAX_MEMORY) -> "Simulator":
+                   max_memory: int = DEFAULT_MAX_MEMORY,
+                   compile: str | None = None) -> "Simulator":
         """From nanoBragg.c flags (a list, or one string split like a shell would). Tool options
-        ``--c-parity``, ``--device``, ``--dtype`` are understood too; keyword arguments win.
+        ``--c-parity``, ``--device``, ``--dtype``, ``--compile`` are understood too; keyword
+        arguments win.
         Output flags (-floatfile, ...) are accepted and ignored: nothing is written, except the
         Fdump.bin cache that -hkl writes in the current folder, as on the command line."""
         from .simulate import prepare, split_tool_options
@@ -171,7 +176,7 @@ class Simulator:
             dtype = torch.float64 if tool.dtype == "float64" else torch.float32
         return cls(prepare(flags), c_parity=tool.c_parity if c_parity is None else c_parity,
                    device=tool.device if device is None else device, dtype=dtype,
-                   max_memory=max_memory)
+                   max_memory=max_memory, compile=tool.compile if compile is None else compile)
 
     @classmethod
     def from_config(cls, config: Config, **kw) -> "Simulator":
@@ -379,9 +384,15 @@ class Simulator:
         base = self.scene(p)
 
         def frames_iter():
+            from .fused import POLICY
             for i in range(frames):
                 scene = rotated_scene(base, self.config, phi0=p.phi0 + i * step)
-                yield render_scene(scene, max_memory=self.max_memory, window=window).image
+                POLICY.run_images = frames     # --compile auto weighs the whole series
+                try:
+                    image = render_scene(scene, max_memory=self.max_memory, window=window).image
+                finally:
+                    POLICY.run_images = 1
+                yield image
         return frames_iter()
 
     def _resolve(self, params, units: str) -> SceneParams:

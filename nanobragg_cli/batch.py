@@ -247,7 +247,7 @@ def batch_main(shots_path: str, argv: list, written: list) -> int:
     t_frames = time.perf_counter()
     run_frames(todo, lambda f: configs[f.number], renderers, tool, written, records,
                write_manifest=write_manifest, progress=progress_wanted(base_cfg, tool),
-               where=share.where(), failed=failed)
+               where=share.where(), failed=failed, run_images=len(frames))
     return finish_run(share, "batch", head, records, write_manifest, tool.manifest, written,
                       len(todo), t0, t_frames)
 

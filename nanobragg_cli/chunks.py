@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from .c_order import first_executed_subiteration
+from .fused import run_chunks as run_fused_chunks
 from .kernel import pixel_geometry, render_chunk, scattering_vectors
 from .scene import Scene
 from .trace import trace_pixel
@@ -139,13 +140,15 @@ class ChunkPlan:
     order (a tensor, or a :class:`RasterPixels` that builds each chunk's indices); chunk: pixels
     per chunk; first: the --c-parity first sub-iteration (index in pix, layer, sub-pixel,
     source) or None; starts: index in pix of each chunk's first pixel;
-    outside: flat indices of pixels rendered only for the run's state (cleared after)."""
+    outside: flat indices of pixels rendered only for the run's state (cleared after);
+    kernel: which kernel rendered it, "eager" or "fused" (:mod:`nanobragg_cli.fused`)."""
     scene: Scene
     pix: "Tensor | RasterPixels"
     chunk: int
     first: tuple | None
     starts: list
     outside: Tensor | None = None
+    kernel: str = "eager"
 
     def stop(self, start: int) -> int:
         return min(start + self.chunk, self.pix.numel())
@@ -256,11 +259,11 @@ def forward_chunks(plan: ChunkPlan, trace_pixels, progress, dest: Tensor, where:
     traces, states = {}, {}
     omega_sum = torch.zeros((), dtype=scene.dtype, device=scene.device)
 
-    def job(start, killed):
+    def job(start, killed, kernel=render_chunk):
         stop = plan.stop(start)
         first_local = plan.first_local(start)
         with torch.no_grad():
-            out = render_chunk(scene, pix[start:stop], killed, first_local)
+            out = kernel(scene, pix[start:stop], killed, first_local)
             found = {px: trace_pixel(scene, pix[k:k + 1], out, k - start, killed, first_local)
                      for k, px in trace_at.items() if start <= k < stop}
         return start, killed, out, found
@@ -281,5 +284,10 @@ def forward_chunks(plan: ChunkPlan, trace_pixels, progress, dest: Tensor, where:
         return out.killed
 
     killed = torch.zeros((), dtype=torch.bool, device=scene.device)
-    map_chunks(plan, job, collect, sequential=sequential_state(scene), state=killed)
+    def rest(starts, kernel):
+        map_chunks(plan, lambda start, state: job(start, state, kernel), collect,
+                   sequential=False, state=killed, starts=starts)
+
+    if not run_fused_chunks(plan, job, collect, killed, bool(trace_at), rest):
+        map_chunks(plan, job, collect, sequential=sequential_state(scene), state=killed)
     return omega_sum, traces, states

@@ -35,13 +35,15 @@ class ChunkOutput:
     """values: (P,) pixel intensities (photons); I: (P,) nanoBragg's I before scaling;
     omega_sum: scalar Σ of the solid angles used; killed: interpolation kill-switch state after
     the chunk (c-parity); killed_rows: (P,) that state before each pixel (for tracing);
-    detail: every evaluation's intermediates (only with ``detail=True``)."""
+    detail: every evaluation's intermediates (only with ``detail=True``); omega_px: (P,) Σ of
+    each pixel's solid angles (omega_sum is their sum)."""
     values: Tensor
     I: Tensor
     omega_sum: Tensor
     killed: Tensor
     killed_rows: Tensor | None
     detail: "KernelDetail | None" = None
+    omega_px: Tensor | None = None
 
 
 @dataclass
@@ -294,7 +296,11 @@ def structure_factors(scene: Scene, hkl: list, h0: list | None, executed: Tensor
 def _sum_rows(x: Tensor, in_place: bool = False) -> Tensor:
     """Σ over dim 0, strictly in row order: torch's sum() changes its summation order with the
     width of the rows, which would make an image depend (in the last bit) on the chunk size.
-    ``in_place``: x is scratch, its running sums overwrite it (no second (R, K) tensor)."""
+    ``in_place``: x is scratch, its running sums overwrite it (no second (R, K) tensor).
+    Compiled (:mod:`nanobragg_cli.fused`, whose chunks all have one shape) it is a plain sum,
+    which the compiler fuses with the loop that makes x instead of storing x first."""
+    if torch.compiler.is_compiling():
+        return x.sum(0)
     if x.shape[0] == 1:
         return x[0].clone() if in_place else x[0]
     # (clone: the last row must not keep the whole running-sum tensor alive)
@@ -452,8 +458,9 @@ def render_chunk(scene: Scene, pix: Tensor, killed: Tensor, first_sub: tuple | N
     else:
         I, value = _reduce_default(scene, term, geo, pol_all, valid, omega_used, ov, F2_per_sub)
 
-    out = ChunkOutput(values=value, I=I, omega_sum=omega_used.sum(), killed=new_killed,
-                      killed_rows=killed_rows)
+    omega_px = omega_used.sum((0, 1))
+    out = ChunkOutput(values=value, I=I, omega_sum=omega_px.sum(), killed=new_killed,
+                      killed_rows=killed_rows, omega_px=omega_px)
     if detail:
         out.detail = KernelDetail(
             geo=geo, omega_used=omega_used, scat=scat, valid=valid, hkl=hkl, h0=h0, F_latt=F_latt,

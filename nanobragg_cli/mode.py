@@ -20,28 +20,31 @@ class Mode:
     geometry, Miller indices and scaling (float64 also for ``--dtype float32``: h = a·S loses
     digits to cancellation near the beam); work_dtype: the user's ``--dtype``, for the lattice
     transform, structure factors and the image; differentiable: a scene parameter requires
-    grad, so the renderer differentiates the image chunk by chunk (render_grad)."""
+    grad, so the renderer differentiates the image chunk by chunk (render_grad); compile: when
+    the fused kernel is used, ``auto``/``on``/``off`` (:mod:`nanobragg_cli.fused`)."""
     c_parity: bool = False
     device: torch.device = torch.device("cpu")
     dtype: torch.dtype = torch.float64
     work_dtype: torch.dtype = torch.float64
     differentiable: bool = False
+    compile: str = "auto"
 
     @classmethod
     def choose(cls, *, c_parity: bool = False, dtype: torch.dtype = torch.float64,
-               device="cpu", differentiable: bool = False) -> "Mode":
+               device="cpu", differentiable: bool = False, compile: str = "auto") -> "Mode":
         """The mode for a working precision ``dtype`` (float32 is mixed precision: geometry stays
         float64, see the class docstring)."""
         return cls(c_parity=bool(c_parity), device=torch.device(device),
                    dtype=torch.float64 if dtype == torch.float32 else dtype, work_dtype=dtype,
-                   differentiable=bool(differentiable))
+                   differentiable=bool(differentiable), compile=compile)
 
     @classmethod
     def from_tool(cls, tool) -> "Mode":
         """The mode of the command line's --c-parity, --dtype and --device
         (:class:`nanobragg_cli.tool_options.ToolOptions`)."""
         dtype = torch.float64 if tool.dtype == "float64" else torch.float32
-        return cls.choose(c_parity=tool.c_parity, dtype=dtype, device=tool.device)
+        return cls.choose(c_parity=tool.c_parity, dtype=dtype, device=tool.device,
+                          compile=tool.compile)
 
     @property
     def recording(self) -> bool:

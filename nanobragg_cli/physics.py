@@ -52,6 +52,14 @@ def sincg_chebyshev(frac: Tensor, n: int) -> Tensor:
     rounding error stays below ~N²·eps/2 of the peak value N (measured at N = 12: 4e-15 in
     float64, 2e-6 in float32; the ratio of sines: 4e-16 and 2e-7). ``frac`` (reduced indices, |f| ≤ ½) is overwritten.
     """
+    if torch.compiler.is_compiling():
+        # traced (nanobragg_cli.fused): out of place, so the compiler keeps every order in
+        # registers instead of storing the two buffers the in-place form overwrites
+        c = torch.cos(frac * math.pi)
+        prev, cur = torch.ones_like(c), 2.0 * c
+        for _ in range(n - 2):
+            prev, cur = cur, 2.0 * c * cur - prev
+        return cur
     c = frac.mul_(math.pi).cos_()
     if n == 2:
         return c.mul_(2.0)

@@ -21,10 +21,12 @@ from .scene import Scene
 class RenderResult:
     """image: (slow, fast) intensities (photons) on the scene's device and dtype, 0 outside the
     ROI/mask; omega_sum: Σ of solid angles over rendered sub-pixels (sr); traces: the
-    :class:`~nanobragg_cli.trace.PixelTrace` of each traced pixel, keyed by (slow, fast)."""
+    :class:`~nanobragg_cli.trace.PixelTrace` of each traced pixel, keyed by (slow, fast);
+    kernel: "eager" or "fused" (:mod:`nanobragg_cli.fused`), the kernel that rendered it."""
     image: Tensor
     omega_sum: float
     traces: dict
+    kernel: str = "eager"
 
 
 def render(scene: Scene, *, max_memory: int = DEFAULT_MAX_MEMORY,
@@ -61,4 +63,4 @@ def render(scene: Scene, *, max_memory: int = DEFAULT_MAX_MEMORY,
     if scene.device.type == "cpu":
         release_freed_memory()
     return RenderResult(image=flat_image.reshape(scene.spixels, scene.fpixels).to(scene.work_dtype),
-                        omega_sum=float(omega_sum), traces=traces)
+                        omega_sum=float(omega_sum), traces=traces, kernel=plan.kernel)

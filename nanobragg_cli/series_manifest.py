@@ -79,6 +79,17 @@ def read_previous(path: str, kind: str) -> dict | None:
     return record
 
 
+def _without_kernel_choice(command, tool_argv: list):
+    """A recorded frame command without the ``--compile on`` that ``--compile auto`` added to
+    it (:func:`nanobragg_cli.series_run.kernel_argv`), for comparing with a planned command."""
+    if not isinstance(command, list) or "--compile" in tool_argv:
+        return command
+    for i in range(len(command) - 1):
+        if command[i] == "--compile" and command[i + 1] == "on":
+            return command[:i] + command[i + 2:]
+    return command
+
+
 def complete_frames(previous: dict | None, frames: list, tool_argv: list, key: str) -> dict:
     """{number: record} of the previous run's frames that need no rendering: same configuration,
     same single-image command, and every file present with the recorded sha256."""
@@ -88,7 +99,7 @@ def complete_frames(previous: dict | None, frames: list, tool_argv: list, key: s
     done = {}
     for rec in previous["frames"]:
         number = rec.get("number")
-        if wanted.get(number) != rec.get("command"):
+        if wanted.get(number) != _without_kernel_choice(rec.get("command"), tool_argv):
             continue
         files = rec.get("files") or []
         if files and all(r.get("sha256") and os.path.isfile(r["path"])

@@ -38,7 +38,16 @@ def tool_argv(tool) -> list:
         out += ["--device", tool.device]
     if tool.png:
         out += ["--png-scale", tool.png_scale] if tool.png_scale != "log" else []
+    if tool.compile != "auto":
+        out += ["--compile", tool.compile]
     return out
+
+
+def kernel_argv(tool, kernel: str) -> list:
+    """What a frame's single-image command line adds to :func:`tool_argv` so that it renders
+    with the same kernel (bytes differ by ~1e-14 between them): ``--compile on`` for a frame
+    that ``--compile auto`` fused, since the series' work decided it, not the frame's."""
+    return ["--compile", "on"] if kernel == "fused" and tool.compile == "auto" else []
 
 
 class FrameRenderer:
@@ -152,7 +161,7 @@ def frame_line(frame, res, files: list, seconds: float) -> str:
 def run_frames(todo: list, configs, renderer_for, tool, written: list, records: dict, *,
                write_manifest=None, store_image=None, progress: bool = False,
                where: dict | None = None, failed: list | None = None,
-               deferred: list = ()) -> dict:
+               deferred: list = (), run_images: int | None = None) -> dict:
     """Render the frames ``todo``, committing each one as soon as it is done.
 
     ``configs(frame)`` -> the frame's Config; ``renderer_for(frame, cfg)`` -> its FrameRenderer;
@@ -165,13 +174,18 @@ def run_frames(todo: list, configs, renderer_for, tool, written: list, records: 
     [(path, bytes)] the set-up queued (:func:`io.atomic.collect_deferred_writes`: the Fdump.bin
     cache), committed with the first frame that is committed (set-up done while rendering is
     queued the same way): a run whose frames all fail or are interrupted leaves none of it.
+    ``run_images``: the images of the whole run (every rank's, complete ones included), which
+    ``--compile auto`` weighs (:mod:`nanobragg_cli.fused`); default: ``len(todo)``.
     """
+    from .fused import POLICY
     from .series_manifest import frame_record
     bar = FrameProgress(progress, len(todo))
     targv = tool_argv(tool)
 
-    def record(frame, files, seconds):
-        return {**frame_record(frame, targv, files, seconds), **(where or {})}
+    def record(frame, files, seconds, kernel):
+        return {**frame_record(frame, targv + kernel_argv(tool, kernel), files, seconds),
+                **(where or {})}
+    POLICY.run_images = run_images or len(todo)
     try:
         _frames_loop(todo, configs, renderer_for, tool, written, records, write_manifest,
                      store_image, bar, record, failed, where or {}, list(deferred))
@@ -181,6 +195,8 @@ def run_frames(todo: list, configs, renderer_for, tool, written: list, records: 
             written[:] = [f"the files of {len(records)} complete frame(s) "
                           f"({_ranges(sorted(records))})"] + extra
         raise
+    finally:
+        POLICY.run_images = 1
     return records
 
 
@@ -230,7 +246,7 @@ def _frames_loop(todo, configs, renderer_for, tool, written, records, write_mani
             bar.frame_done()
             continue
         seconds = time.perf_counter() - t0
-        records[frame.number] = frame_record(frame, files, seconds)
+        records[frame.number] = frame_record(frame, files, seconds, res.kernel)
         if write_manifest is not None:
             write_manifest(records)
         if store_image is not None:
@@ -380,7 +396,7 @@ def series_main(argv: list, written: list) -> int:
     run_frames(todo, config_of, lambda frame, c: renderer, tool, written, records,
                write_manifest=write_manifest, store_image=store_image,
                progress=progress_wanted(cfg, tool), where=share.where(), failed=failed,
-               deferred=deferred)
+               deferred=deferred, run_images=len(frames))
     if nxs is not None and not failed:
         commit_frame([(tool.hdf5, nxs.file.finish())], written)
     return finish_run(share, "series", head, records, write_manifest, tool.manifest, written,

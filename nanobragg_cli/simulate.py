@@ -107,6 +107,7 @@ class SimulationResult:
     rendered: object    # numpy index of the rendered pixels in the flat image (chunks.rendered_selection)
     omega_sum: float
     seconds: float
+    kernel: str = "eager"   # the kernel that rendered the image: "eager" or "fused"
 
 
 def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
@@ -178,7 +179,8 @@ def run_simulation(cfg: Config, tool: ToolOptions, progress=None,
         overloads=0, trace_lines=lines, trace_record=record, traces=traces,
         printout=printout,
         messages=messages,
-        rendered=rendered, omega_sum=result.omega_sum, seconds=time.perf_counter() - t0)
+        rendered=rendered, omega_sum=result.omega_sum, seconds=time.perf_counter() - t0,
+        kernel=result.kernel)
     if on_rendered is not None:
         on_rendered(res)
     if out.calculate_noise:

@@ -35,6 +35,7 @@ class ToolOptions:
     resume: bool = False
     rank: int | None = None        # this process's share of a series or batch (nanobragg_cli.ranks)
     world_size: int | None = None
+    compile: str = "auto"          # the fused kernel (nanobragg_cli.fused)
 
 
 def parse_size(flag: str, text: str) -> int:
@@ -115,6 +116,10 @@ TOOL_OPTIONS = (
                _choice("float64", "float32")),
     ToolOption("--threads", "N", "CPU threads (default: torch's choice)", "threads",
                _positive_int),
+    ToolOption("--compile", "auto|on|off", "fuse the kernel with torch.compile: auto = where "
+               "the work left outweighs the compile time (~25 s the first time, ~3 s cached; "
+               "never with --c-parity), on = always, off = never (default: auto)", "compile",
+               _choice("auto", "on", "off")),
     ToolOption("--max-memory", "SIZE", "memory budget of the kernel's working arrays per pixel "
                "chunk, e.g. 512M or 2G (default: 256M)", "max_memory", parse_size),
     ToolOption("--progress", "", "show progress: a bar on a terminal, plain lines in a log or "
