@@ -46,3 +46,19 @@ def test_one_evaluation_per_pixel_render_stays_within_its_memory_model(tmp_path)
     assert bound < torch_alone + 24 * N * N
     assert run < bound, (f"peak RSS {run / 2**20:.0f} MiB, model bound {bound / 2**20:.0f} MiB "
                          f"(torch alone {torch_alone / 2**20:.0f} MiB)")
+
+
+def test_an_eager_run_does_not_load_the_compiler(tmp_path):
+    """Below --compile auto's threshold nothing imports torch._inductor (measured: ~2.5 s and
+    ~77 MiB on its own, more than the whole image of the run above)."""
+    argv = ("-cell 100 100 100 90 90 90 -default_F 100 -N 5 -lambda 1 -distance 100 "
+            "-detpixels 256 -pixel 0.05 -oversample 1 -floatfile f.bin -intfile i.img -nopgm "
+            "-nonoise -noprogress --threads 2").split()
+    code = ("import contextlib, io, sys\nfrom nanobragg_cli.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    rc = main({argv!r})\nassert rc == 0\n"
+            "print(sorted(m for m in ('torch._inductor', 'torch._dynamo') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[-2] == "[]", out.stdout
