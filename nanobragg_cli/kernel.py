@@ -24,7 +24,7 @@ from torch import Tensor
 from .geometry.rotation import rotate_axis
 from .physics import (GAUSS_WIDTH, ROUND_XTAL_SCALE, TOPHAT_CUT, capture_fraction,
                       polarization_factor, sinc3, sincg_chebyshev, sincg_direct, sincg_like_c,
-                      sincg_ratio, solid_angle)
+                      sincg_ratio, sincg_small_sines, solid_angle)
 from .c_order import COrder
 from .constants import R_E_SQR, WATER_F
 from .scene import Scene
@@ -229,6 +229,8 @@ def lattice_factor_squared(scene: Scene, hkl: list, h0: list | None = None,
         f = f.to(work)                                       # |f| <= 1/2, exact in float64
         if n <= CHEBYSHEV_MAX_N and n == int(n):
             return sincg_chebyshev(f, int(n))
+        if torch.compiler.is_compiling():   # fused: polynomial sines, in registers
+            return sincg_small_sines(f, n)
         return sincg_ratio(f, n)
 
     def like_c(i, h, n):   # C-parity quirk (sincg near integers), see physics.sincg_like_c

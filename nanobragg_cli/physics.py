@@ -40,6 +40,34 @@ def sincg_ratio(frac: Tensor, n: float) -> Tensor:
     return torch.mul(x, n).sin_().div_(x.sin_())
 
 
+# sin(π·g) = g·P(g²) for |g| ≤ ½: a least-squares fit of P (degree 7 in g²) on Chebyshev nodes,
+# relative error ≤ 4.5e-16 against the float64 sine over the interval.
+_SIN_PI_COEFFS = (3.1415926535897927, -5.167712780049753, 2.550164039859758,
+                  -0.5992645287752849, 0.08214587825182912, -0.007370361044587664,
+                  0.00046597753966745733, -2.1122865974926816e-05)
+
+
+def sin_pi_small(g: Tensor) -> Tensor:
+    """sin(π·g) for |g| ≤ ½ by the polynomial above: eight multiply-adds, which compiled code
+    (:mod:`nanobragg_cli.fused`) keeps in registers; eagerly, torch.sin is one pass instead."""
+    g2 = g * g
+    p = g2 * _SIN_PI_COEFFS[-1] + _SIN_PI_COEFFS[-2]
+    for c in reversed(_SIN_PI_COEFFS[:-2]):
+        p = p * g2 + c
+    return g * p
+
+
+def sincg_small_sines(frac: Tensor, n: float) -> Tensor:
+    """±sin(N·π·f)/sin(π·f) on a reduced argument f (|f| ≤ ½), N at f = 0, with both sines by
+    :func:`sin_pi_small`: N·f is reduced by its nearest integer k first (sin(π(g + k)) =
+    ±sin(π·g); the sign is not tracked, the image squares it). The smallest normal number added
+    to f turns f = 0 into the limit N. Rounding N·f costs ~N·eps/2 of g: 1.2e-14 at N = 47 in
+    float64, ~3e-6 of the peak in float32."""
+    f = frac + torch.finfo(frac.dtype).tiny
+    nf = f * n
+    return sin_pi_small(nf - torch.round(nf)) / sin_pi_small(f)
+
+
 def sincg_chebyshev(frac: Tensor, n: int) -> Tensor:
     """±sin(N·π·f)/sin(π·f) = ±U_{N−1}(cos π·f) for an integer N ≥ 2, for the image's squared
     lattice factor (the sign is not tracked).

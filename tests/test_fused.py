@@ -109,3 +109,20 @@ def test_resume_compares_frame_commands_without_the_added_compile_choice():
     cmd = ["nanobragg", "--compile", "on", "-N", "5"]
     assert _without_kernel_choice(cmd, []) == ["nanobragg", "-N", "5"]
     assert _without_kernel_choice(cmd, ["--compile", "on"]) == cmd   # the user's own choice
+
+
+def test_fused_supervisor_roi_matches_nanobragg():
+    """The supervisor command (N = 36/47/29: both sines of each axis by polynomial; an -hkl
+    table; 10 φ steps) in the default mode, its golden ROI within the golden tolerance of
+    nanoBragg.c forced to rotate at φ=0 (supervisor_spec)."""
+    case = CASES["supervisor_spec"]
+    (s0, f0), (h, w) = case.meta["roi_origin_slow_fast"], case.meta["roi_shape"]
+    with case_workdir(GOLDEN):
+        cfg = prepare(list(case.default_mode_args))
+        with redirect_stdout(io.StringIO()):
+            res = run_simulation(cfg, ToolOptions(compile="on", max_memory=BUDGET),
+                                 window=(s0, s0 + h - 1, f0, f0 + w - 1))
+    assert res.kernel == "fused"
+    ours = res.image[s0:s0 + h, f0:f0 + w]
+    m = compare_images(ours, np.load(case.dir / "float_roi.npy"))
+    assert m.ok, f"{m.n_bad} pixels over tolerance, worst {m.worst:.3g}x tolerance"
