@@ -26,6 +26,11 @@ DEFAULT_MAX_MEMORY = 256 * 2 ** 20   # bytes of kernel temporaries per chunk
 BYTES_PER_EVAL = 400                  # measured order of magnitude of live temporaries per eval
 BYTES_PER_EVAL_INTERP = 2400          # tricubic interpolation gathers 64 neighbours per eval
 BYTES_PER_EVAL_GRAD = 1600            # a chunk's autograd graph (saved tensors) per eval, measured
+# pixels per chunk on the CPU at most, whatever the budget: where a pixel is one or a few
+# evaluations, larger chunks only make every per-pixel tensor outgrow the cache (measured
+# slower) and raise the peak RSS; smaller ones pay the per-chunk cost of ~100 tensor operations
+# (docs/performance.md, "Peak memory")
+MAX_CHUNK_PIXELS = 1 << 17
 
 
 def _rendered_keep(scene: Scene) -> np.ndarray:
@@ -121,10 +126,12 @@ def rendered_selection(scene: Scene):
 
 
 def chunk_pixels(scene: Scene, max_memory: int) -> int:
-    """Pixels per chunk so that the kernel's temporaries stay within ``max_memory`` bytes."""
+    """Pixels per chunk so that the kernel's temporaries stay within ``max_memory`` bytes, on the
+    CPU at most :data:`MAX_CHUNK_PIXELS`."""
     per_eval = BYTES_PER_EVAL_INTERP if scene.interpolate else BYTES_PER_EVAL
     per_pixel = max(1, scene.evals_per_pixel()) * per_eval
-    return max(1, int(max_memory // per_pixel))
+    chunk = max(1, int(max_memory // per_pixel))
+    return min(chunk, MAX_CHUNK_PIXELS) if scene.device.type == "cpu" else chunk
 
 
 @dataclass

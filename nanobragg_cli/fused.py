@@ -106,10 +106,12 @@ def ineligible(scene: Scene, tracing: bool) -> str | None:
 def wanted(scene: Scene, n_pixels: int, tracing: bool) -> bool:
     """Whether this render of ``n_pixels`` pixels goes through the fused kernel."""
     choice = scene.mode.compile
-    if choice == "off" or POLICY.failed or ineligible(scene, tracing):
+    if choice == "off" or POLICY.failed:
         return False
     work = scene.evals_per_pixel() * n_pixels * max(1, POLICY.run_images)
-    return choice == "on" or work >= AUTO_MIN_EVALS
+    if choice != "on" and work < AUTO_MIN_EVALS:
+        return False   # before ineligible(): it imports torch._inductor (~2.5 s, ~77 MiB)
+    return ineligible(scene, tracing) is None
 
 
 def signature(scene: Scene, chunk: int) -> str:

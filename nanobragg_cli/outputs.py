@@ -12,6 +12,7 @@ from .constants import RTD
 from .io.floatimage import float_image_bytes
 from .io.pgm import pgm_bytes
 from .io.smv import SMVHeader, int_image, smv_bytes
+from .pairwise import block_pairwise_sum, pairwise_sum
 
 
 @dataclass
@@ -31,31 +32,41 @@ def image_stats(img: np.ndarray, rendered, roi: tuple, subpixel: float,
                 oversample: int, fpixels: int) -> ImageStats:
     """img: float32 [slow, fast]; rendered: the rendered pixels as an index into the flat image
     (raster order): a slice, a (slow·fast,) bool mask or (N,) flat indices (see
-    :func:`nanobragg_cli.chunks.rendered_selection`). Float64 work arrays are squared and
-    shifted in place: one image-sized float64 array is alive at a time."""
-    vals = img.reshape(-1)[rendered].astype(np.float64)
+    :func:`nanobragg_cli.chunks.rendered_selection`). The sums are float64 in ``np.sum``'s order
+    over float64 copies (:mod:`nanobragg_cli.pairwise`), converted a piece at a time: no
+    image-sized float64 array (a mask or index list copies the selected float32 values once)."""
+    vals = img.reshape(-1)[rendered]   # a view for a slice
     n = vals.size
     max_I, max_x, max_y = 0.0, 0.0, 0.0
-    if n and vals.max() > 0.0:
-        k = int(np.argmax(vals))  # first occurrence, as C's strict '>' scan
-        max_I = float(vals[k])
-        s, f = divmod(selected_flat_index(rendered, k), fpixels)
-        last = oversample - 1
-        max_x = subpixel * (f * oversample + last) + subpixel / 2.0
-        max_y = subpixel * (s * oversample + last) + subpixel / 2.0
-    total = float(np.sum(vals))
-    sumsq = float(np.sum(np.multiply(vals, vals, out=vals)))
+    if n:
+        k = int(np.argmax(vals))   # first occurrence, as C's strict '>' scan (a NaN: the first)
+        if vals[k] > 0.0:          # exact in float32: the float64 copy holds the same values
+            max_I = float(vals[k])
+            s, f = divmod(selected_flat_index(rendered, k), fpixels)
+            last = oversample - 1
+            max_x = subpixel * (f * oversample + last) + subpixel / 2.0
+            max_y = subpixel * (s * oversample + last) + subpixel / 2.0
+    total = pairwise_sum(vals)
+    sumsq = pairwise_sum(vals, _square)
     del vals
     sumn = n if n > 0 else 1
     mean = total / sumn
     sumn = sumn if sumn > 1 else 2
     rms = math.sqrt(sumsq / (sumn - 1))
     xmin, xmax, ymin, ymax = roi
-    block = img[ymin:ymax + 1, xmin:xmax + 1].astype(np.float64)
+    block = img[ymin:ymax + 1, xmin:xmax + 1]
     m = block.size if block.size > 1 else 2
-    block -= mean
-    rmsd = math.sqrt(float(np.sum(np.multiply(block, block, out=block))) / (m - 1))
+
+    def deviation_squared(w: np.ndarray) -> np.ndarray:
+        w -= mean
+        return np.multiply(w, w, out=w)
+
+    rmsd = math.sqrt(block_pairwise_sum(block, deviation_squared) / (m - 1))
     return ImageStats(max_I, max_x, max_y, mean, rms, rmsd, n)
+
+
+def _square(w: np.ndarray) -> np.ndarray:
+    return np.multiply(w, w, out=w)
 
 
 def selected_flat_index(rendered, k: int) -> int:

@@ -361,6 +361,7 @@ def simulate_command(argv: list, written: list | None = None) -> int:
             res = run_simulation(run.cfg, run.tool, progress=bar, on_setup=on_setup,
                                  on_rendered=lambda r: bar.print_stdout(after_render_lines(r, False)))
         check_image(res, run.tool.c_parity, warn=_warn)   # nothing written if refused
+        res.image_tensor = None   # the work-dtype image: the files need only the float32 one
         bar.print_stdout(noise_lines(res))
         bar.stage("writing files")
         write_outputs(run, res, written, input_records=input_records, started=started, t0=t0,

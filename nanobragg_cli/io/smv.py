@@ -19,7 +19,7 @@ from ..errors import InputFileError, NanoBraggError
 from ._text import c_atof, read_bytes
 
 SMV_HEADER_BYTES = 512
-INT_IMAGE_BLOCK = 1 << 20   # pixels converted at a time by int_image
+INT_IMAGE_BLOCK = 1 << 16   # pixels converted at a time by int_image
 
 Roi = tuple[int, int, int, int]
 
