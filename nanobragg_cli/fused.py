@@ -3,10 +3,11 @@
 
 Compiling fuses the kernel's ~40 elementwise passes per evaluation (Miller indices, reduced
 indices, lattice factor, structure factor, the sum over φ and mosaic domains) into a few loops
-that keep their operands in registers: 2-3x the eager kernel's throughput here
+that keep their operands in registers: ~3x the eager kernel's throughput here
 (docs/performance.md). It is the same Python function, traced: no second copy of the physics.
-The cost is the compilation: ~25-40 s the first time a kernel shape is met on a machine, ~3 s
-once TorchInductor's on-disk cache (:func:`cache_dir`) holds it.
+The cost is the compilation: ~25-50 s the first time a kernel shape is met on a machine, ~6-7 s
+(importing dynamo and inductor, tracing) once TorchInductor's on-disk cache (:func:`cache_dir`)
+holds it.
 
 Which runs use it: never with ``--c-parity`` (nanoBragg.c's arithmetic stays the exact eager
 path: compiled code contracts multiply-adds and orders sums its own way), a differentiable scene
@@ -37,8 +38,8 @@ from .scene import Scene
 
 COMPILE_CHOICES = ("auto", "on", "off")
 # Work (sub-pixel evaluations of a run) from which ``--compile auto`` fuses: at ~35 M eager and
-# ~80 M fused evaluations/s (2 cores, float64), 2.5e9 evaluations save ~40 s, more than a first
-# compilation costs (~25-40 s; ~3 s once cached, where ``--compile on`` pays from ~3e8).
+# ~100 M fused evaluations/s (B2, 2 cores, float64), 2.5e9 evaluations save ~45 s, more than a
+# first compilation costs (~25-50 s; ~6-7 s once cached, where ``--compile on`` pays from ~4e8).
 AUTO_MIN_EVALS = 2.5e9
 
 
