@@ -284,7 +284,8 @@ def forward_chunks(plan: ChunkPlan, trace_pixels, progress, dest: Tensor, where:
         return out.killed
 
     killed = torch.zeros((), dtype=torch.bool, device=scene.device)
-    def rest(starts, kernel):
+
+    def rest(starts, kernel):   # the chunks ``starts`` with ``kernel``, concurrently
         map_chunks(plan, lambda start, state: job(start, state, kernel), collect,
                    sequential=False, state=killed, starts=starts)
 

@@ -52,3 +52,18 @@ def test_float32_reduced_form_keeps_its_digits_at_high_orders():
     sel = f64.abs() > 1e-3 * 36
     rel = ((f32 - f64).abs() / f64.abs())[sel]
     assert rel.max() < 5e-4
+
+
+@pytest.mark.parametrize("n", [11.0, 29.0, 36.0, 47.0, 12.5])
+def test_polynomial_sines_of_the_fused_kernel_match_the_lattice_transform(n):
+    """The fused kernel's sin(Nπf)/sin(πf) for N > 10 (both sines by a polynomial after reducing
+    N·f) against numpy's sines in float64: within 2e-15 of the peak N, and N at f = 0."""
+    from nanobragg_cli.physics import sin_pi_small, sincg_small_sines
+    rng = np.random.default_rng(7)
+    f = np.concatenate([[0.0, 0.5, -0.5, 1e-12], rng.uniform(-0.5, 0.5, 20000)])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        exact = np.where(f == 0.0, n, np.sin(n * np.pi * f) / np.sin(np.pi * f))
+    ours = sincg_small_sines(torch.tensor(f), n).numpy()
+    assert np.max(np.abs(np.abs(ours) - np.abs(exact))) <= 2e-15 * n
+    g = np.linspace(-0.5, 0.5, 10001)
+    assert np.max(np.abs(sin_pi_small(torch.tensor(g)).numpy() - np.sin(np.pi * g))) < 1e-15
