@@ -36,7 +36,6 @@ from torch import Tensor
 from .kernel import ChunkOutput, render_chunk
 from .scene import Scene
 
-COMPILE_CHOICES = ("auto", "on", "off")
 # Work (sub-pixel evaluations of a run) from which ``--compile auto`` fuses: at ~35 M eager and
 # ~100 M fused evaluations/s (B2, 2 cores, float64), 2.5e9 evaluations save ~45 s, more than a
 # first compilation costs (~25-50 s; ~6-7 s once cached, where ``--compile on`` pays from ~4e8).
@@ -145,8 +144,8 @@ class FusedKernel:
     """render_chunk compiled for chunks of exactly ``chunk`` pixels (shorter ones are padded
     with copies of their last pixel, whose results are dropped); called as render_chunk."""
 
-    def __init__(self, key: str, chunk: int):
-        self.key, self.chunk = key, chunk
+    def __init__(self, chunk: int):
+        self.chunk = chunk
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir()))
         self.fn = torch.compile(_chunk_values, dynamic=False)
         self.compiled = False
@@ -168,7 +167,7 @@ def fused_kernel(scene: Scene, chunk: int) -> FusedKernel:
     """The process's compiled kernel for this scene's shape signature (made once)."""
     key = signature(scene, chunk)
     if key not in POLICY.kernels:
-        POLICY.kernels[key] = FusedKernel(key, chunk)
+        POLICY.kernels[key] = FusedKernel(chunk)
     return POLICY.kernels[key]
 
 
