@@ -384,14 +384,11 @@ class Simulator:
         base = self.scene(p)
 
         def frames_iter():
-            from .fused import POLICY
+            from .fused import images_of_run
             for i in range(frames):
                 scene = rotated_scene(base, self.config, phi0=p.phi0 + i * step)
-                POLICY.run_images = frames     # --compile auto weighs the whole series
-                try:
+                with images_of_run(frames):     # --compile auto weighs the whole series
                     image = render_scene(scene, max_memory=self.max_memory, window=window).image
-                finally:
-                    POLICY.run_images = 1
                 yield image
         return frames_iter()
 

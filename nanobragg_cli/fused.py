@@ -46,14 +46,25 @@ AUTO_MIN_EVALS = 2.5e9
 class CompilePolicy:
     """Process-wide state of the fused kernel: ``run_images``, the images of the whole run the
     current image belongs to (a series' frames, a batch's shots, over all ranks; 1 for one
-    image), which ``auto`` multiplies its work by; the compiled kernels by shape signature;
-    why compiling failed, once it has."""
+    image; set by :func:`images_of_run`), which ``auto`` multiplies its work by; the compiled
+    kernels by shape signature; why compiling failed, once it has."""
     run_images: int = 1
     kernels: dict = field(default_factory=dict)
     failed: str | None = None
 
 
 POLICY = CompilePolicy()
+
+
+@contextmanager
+def images_of_run(n: int):
+    """While inside, each render counts as one of the ``n`` images of a run (series frames,
+    batch shots) for ``--compile auto``; one image again after."""
+    POLICY.run_images = max(1, int(n))
+    try:
+        yield
+    finally:
+        POLICY.run_images = 1
 
 
 def cache_dir() -> Path:
@@ -108,7 +119,7 @@ def wanted(scene: Scene, n_pixels: int, tracing: bool) -> bool:
     choice = scene.mode.compile
     if choice == "off" or POLICY.failed:
         return False
-    work = scene.evals_per_pixel() * n_pixels * max(1, POLICY.run_images)
+    work = scene.evals_per_pixel() * n_pixels * POLICY.run_images
     if choice != "on" and work < AUTO_MIN_EVALS:
         return False   # before ineligible(): it imports torch._inductor (~2.5 s, ~77 MiB)
     return ineligible(scene, tracing) is None

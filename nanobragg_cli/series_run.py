@@ -177,7 +177,7 @@ def run_frames(todo: list, configs, renderer_for, tool, written: list, records: 
     ``run_images``: the images of the whole run (every rank's, complete ones included), which
     ``--compile auto`` weighs (:mod:`nanobragg_cli.fused`); default: ``len(todo)``.
     """
-    from .fused import POLICY
+    from .fused import images_of_run
     from .series_manifest import frame_record
     bar = FrameProgress(progress, len(todo))
     targv = tool_argv(tool)
@@ -185,18 +185,16 @@ def run_frames(todo: list, configs, renderer_for, tool, written: list, records: 
     def record(frame, files, seconds, kernel):
         return {**frame_record(frame, targv + kernel_argv(tool, kernel), files, seconds),
                 **(where or {})}
-    POLICY.run_images = run_images or len(todo)
     try:
-        _frames_loop(todo, configs, renderer_for, tool, written, records, write_manifest,
-                     store_image, bar, record, failed, where or {}, list(deferred))
+        with images_of_run(run_images or len(todo)):
+            _frames_loop(todo, configs, renderer_for, tool, written, records, write_manifest,
+                         store_image, bar, record, failed, where or {}, list(deferred))
     except BaseException:   # Ctrl-C, SIGTERM, an error: say which frames are complete
         if records:
             extra = [p for p in written if p not in _frame_paths(records)]
             written[:] = [f"the files of {len(records)} complete frame(s) "
                           f"({_ranges(sorted(records))})"] + extra
         raise
-    finally:
-        POLICY.run_images = 1
     return records
 
 
