@@ -102,7 +102,8 @@ def plan_batch(path: str, base_argv: list, tool, first: int, previous: dict | No
         try:
             named = named_outputs(argv, tool)
             outputs = [(flag, expand(flag, t, number, shot_id)) for flag, t in named.items()]
-            out = prepare(argv).output   # checks the shot's flags; says which files it writes
+            shot_cfg = prepare(argv)     # checks the shot's flags; says which files it writes
+            out = shot_cfg.output
             keep = {"-floatfile": True, "-intfile": True, "-pgmfile": out.write_pgm,
                     "-noisefile": out.calculate_noise, "--png": True}
             outputs = [(flag, p) for flag, p in outputs if keep[flag]]
@@ -111,7 +112,7 @@ def plan_batch(path: str, base_argv: list, tool, first: int, previous: dict | No
                 given = last_value(list(flags), "-seed")
                 seed = int(given) if given is not None else seed0 + i
             misset = None
-            if base_cfg.crystal.misset == "random" or "rand" in " ".join(flags):
+            if shot_cfg.crystal.misset == "random":
                 if last_value(list(flags), "-misset_seed") is None:
                     misset = misset0
             fargv = frame_argv(argv, i, [o for o in outputs if not o[0].startswith("--")],
@@ -227,7 +228,7 @@ def batch_main(shots_path: str, argv: list, written: list) -> int:
         preflight.check_memory(cfg, tool.max_memory)
     for w in base_cfg.warnings:
         _note(f"warning: {w}")
-    if any(f.seed is not None for f in frames) and not base_cfg.output.seed_given:
+    if noisy and not base_cfg.output.seed_given:
         s0 = seeds["noise_seed"]
         _note(f"noise seed: shot i uses -seed {s0}+i unless it gives its own "
               f"(repeat with -seed {s0})")

@@ -163,7 +163,6 @@ class FusedKernel:
 
     def __call__(self, scene: Scene, pix: Tensor, killed: Tensor, first_sub=None) -> ChunkOutput:
         n = pix.numel()
-        _fill_lazy_caches(scene)
         padded = pix if n == self.chunk else torch.cat([pix, pix[-1:].expand(self.chunk - n)])
         values, I, omega_px = self.fn(scene, padded, killed)
         return ChunkOutput(values=values[:n], I=I[:n], omega_sum=omega_px[:n].sum(),
@@ -195,6 +194,7 @@ def run_chunks(plan, job, collect, killed: Tensor, tracing: bool, rest) -> bool:
     if not starts or not wanted(scene, plan.pix.numel(), tracing):
         return False
     kernel = fused_kernel(scene, plan.chunk)
+    _fill_lazy_caches(scene)
     done = 0
     if not kernel.compiled:
         with _one_thread(scene):

@@ -5,7 +5,7 @@ a group (gloo for the small CPU messages; ``cpu:gloo,cuda:nccl`` when rendering 
 it for two things only: rank 0's seeds are every rank's (so a time-seeded run agrees on its
 noise), and rank 0 waits at a barrier for the others before merging the manifest parts. Slurm and
 MPI runs have no group (nothing here talks to another process then); their parts are merged by
-the last rank to finish, or by ``nanobragg merge``.
+the last rank to finish, or by ``nanobragg batch --merge``.
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ class FrameRenderer:
         self.scene = build_scene(cfg, mode=Mode.from_tool(tool), messages=self.messages,
                                  random=self.random, structure_factors=structure_factors)
 
-    def render(self, cfg, progress=None):
+    def render(self, cfg):
         """The SimulationResult of the frame whose resolved Config is ``cfg`` (its φ range)."""
         from .scene import rotated_scene
         from .simulate import run_simulation
@@ -81,7 +81,7 @@ class FrameRenderer:
         # the random state after set-up is the same for every frame (misset and mosaic draws
         # come before the noise); each frame starts from a copy, as its own process would
         prepared = (scene, copy.deepcopy(self.random), list(self.messages))
-        return run_simulation(cfg, self.tool, progress=progress, prepared=prepared)
+        return run_simulation(cfg, self.tool, prepared=prepared)
 
 
 def frame_files(res, frame, tool) -> list:
@@ -115,8 +115,8 @@ def _duration(seconds: float) -> str:
 class FrameProgress:
     """Frames done / total and the ETA on stderr (a terminal, or when asked)."""
 
-    def __init__(self, enabled: bool, total: int, stream=None):
-        self.stream = stream or sys.stderr
+    def __init__(self, enabled: bool, total: int):
+        self.stream = sys.stderr
         self.enabled = enabled
         self.total = total
         self.t0 = time.perf_counter()

@@ -78,7 +78,7 @@ def prepare_run(argv: list) -> PreparedRun:
     preflight.check_outputs(planned_outputs(cfg, tool), inputs)
     preflight.check_memory(cfg, tool.max_memory)
     from .validate import check_inputs
-    check_inputs(cfg, tool.c_parity, warn=_warn, argv=nb_argv)
+    check_inputs(cfg, tool.c_parity, argv=nb_argv)
     return PreparedRun(list(argv), nb_argv, tool, cfg, inputs)
 
 

@@ -21,10 +21,10 @@ import warnings
 
 import numpy as np
 
+from .constants import R_E_SQR
 from .errors import NanoBraggError
 
 FLOAT32_MAX = 3.4028234663852886e38
-R_E2 = 7.940787682e-30  # classical electron radius squared, m²
 
 
 @contextlib.contextmanager
@@ -74,7 +74,7 @@ def _overflow_problem(cfg) -> str | None:
              "-fluence": math.log10(b.fluence) if b.fluence > 0 else 0.0}
     n = abs(c.Na * c.Nb * c.Nc)
     terms["-N"] = 2 * math.log10(n) if n > 0 and math.isfinite(n) else 0.0
-    total = math.log10(R_E2) + sum(terms.values())
+    total = math.log10(R_E_SQR) + sum(terms.values())
     if total <= math.log10(FLOAT32_MAX) or c.hklfile is not None and terms["-default_F"] > 0 \
             and total - terms["-default_F"] <= math.log10(FLOAT32_MAX):
         return None
@@ -110,7 +110,7 @@ def check_extremes(cfg, argv=()) -> None:
         raise NanoBraggError(f"-water: {s.water_size * 1e6:g} um is out of range (at most 1 m)")
 
 
-def check_inputs(cfg, c_parity: bool, warn=None, argv=()) -> None:
+def check_inputs(cfg, c_parity: bool, argv=()) -> None:
     """Before the render: refuse extreme values (:func:`check_extremes`) and inputs known to give
     NaN, infinite or negative intensities."""
     check_extremes(cfg, argv)
@@ -119,8 +119,7 @@ def check_inputs(cfg, c_parity: bool, warn=None, argv=()) -> None:
     for find in (_source_problem, _dispersion_problem, _overflow_problem):
         problem = find(cfg)
         if problem:
-            _report(problem, c_parity, warn)
-            return
+            raise NanoBraggError(problem)
 
 
 def _culprit(res, negative: bool) -> str:

@@ -381,11 +381,6 @@ def atomic_write_bytes(path, data, *, fsync: bool = True) -> None:
     commit_outputs([(path, data)], fsync=fsync)
 
 
-def atomic_write_many(files, *, fsync: bool = True, committed: list | None = None) -> None:
-    """Several files all or nothing: :func:`commit_outputs` (kept for existing callers)."""
-    commit_outputs(list(files), fsync=fsync, committed=committed)
-
-
 # ---- deferred writes (the Fdump.bin cache joins the run's commit) ----------------------------
 
 _collector: list | None = None
