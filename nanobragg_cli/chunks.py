@@ -285,10 +285,6 @@ def forward_chunks(plan: ChunkPlan, trace_pixels, progress, dest: Tensor, where:
 
     killed = torch.zeros((), dtype=torch.bool, device=scene.device)
 
-    def rest(starts, kernel):   # the chunks ``starts`` with ``kernel``, concurrently
-        map_chunks(plan, lambda start, state: job(start, state, kernel), collect,
-                   sequential=False, state=killed, starts=starts)
-
-    if not run_fused_chunks(plan, job, collect, killed, bool(trace_at), rest):
+    if not run_fused_chunks(plan, job, collect, killed, bool(trace_at)):
         map_chunks(plan, job, collect, sequential=sequential_state(scene), state=killed)
     return omega_sum, traces, states

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+import hashlib
 import os
+import platform
 from pathlib import Path
 import sys
 
@@ -35,6 +37,7 @@ from torch import Tensor
 
 from .kernel import ChunkOutput, render_chunk
 from .scene import Scene
+from .scene_flat import Flat, flatten, rebuild
 
 # Work (sub-pixel evaluations of a run) from which ``--compile auto`` fuses: at ~35 M eager and
 # ~100 M fused evaluations/s (B2, 2 cores, float64), 2.5e9 evaluations save ~45 s, more than a
@@ -68,34 +71,12 @@ def images_of_run(n: int):
 
 
 def cache_dir() -> Path:
-    """TorchInductor's on-disk cache: $TORCHINDUCTOR_CACHE_DIR if set, else
-    $XDG_CACHE_HOME/nanobragg_cli/inductor (~/.cache/...), which survives reboots (torch's own
-    default lives in /tmp)."""
-    if os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
-        return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    """Where compiled kernel packages are kept: $NANOBRAGG_KERNEL_CACHE if set, else
+    $XDG_CACHE_HOME/nanobragg_cli/kernels (~/.cache/...). Safe to delete (kernels compile again)."""
+    if os.environ.get("NANOBRAGG_KERNEL_CACHE"):
+        return Path(os.environ["NANOBRAGG_KERNEL_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "nanobragg_cli" / "inductor"
-
-
-# torch 2.13's Python binding of a compiled CPU kernel calls it with the GIL held, so chunk
-# workers on separate cores would take turns. The kernel reads and writes raw buffers only: the
-# binding below parses its arguments with the GIL, then releases it for the call (the same
-# text otherwise, so it is used only where torch's template is exactly the one it replaces).
-_HOLDS_GIL = "kernel({}); Py_RETURN_NONE;"
-_RELEASES_GIL = ("auto nb_args = std::make_tuple({}); Py_BEGIN_ALLOW_THREADS "
-                 "std::apply(kernel, nb_args); Py_END_ALLOW_THREADS Py_RETURN_NONE;")
-
-
-def release_gil_in_kernels() -> bool:
-    """Make compiled CPU kernels release the GIL while they run; False where this torch's
-    binding is not the known one (then they are used only with one thread)."""
-    try:
-        from torch._inductor.codecache import CppPythonBindingsCodeCache as bindings
-    except ImportError:
-        return False
-    if bindings.call_entry_function == _HOLDS_GIL:
-        bindings.call_entry_function = _RELEASES_GIL
-    return bindings.call_entry_function == _RELEASES_GIL
+    return Path(base) / "nanobragg_cli" / "kernels"
 
 
 def ineligible(scene: Scene, tracing: bool) -> str | None:
@@ -108,9 +89,6 @@ def ineligible(scene: Scene, tracing: bool) -> str | None:
         return "a traced run keeps the eager kernel"
     if scene.device.type not in ("cpu", "cuda"):
         return f"no compiler for device {scene.device.type}"
-    if scene.device.type == "cpu" and torch.get_num_threads() > 1 and \
-            not release_gil_in_kernels():
-        return "this torch's compiled kernels hold the GIL (chunks could not run concurrently)"
     return None
 
 
@@ -121,50 +99,100 @@ def wanted(scene: Scene, n_pixels: int, tracing: bool) -> bool:
         return False
     work = scene.evals_per_pixel() * n_pixels * POLICY.run_images
     if choice != "on" and work < AUTO_MIN_EVALS:
-        return False   # before ineligible(): it imports torch._inductor (~2.5 s, ~77 MiB)
+        return False
     return ineligible(scene, tracing) is None
 
 
-def signature(scene: Scene, chunk: int) -> str:
-    """The key of a compiled kernel: everything the traced code branches on or specialises."""
-    parts = (torch.__version__, scene.device.type, str(scene.dtype), str(scene.work_dtype),
-             scene.shape, tuple(scene.N_values), scene.interpolate, scene.sf.count > 0,
-             scene.oversample, scene.thicksteps, scene.n_src, scene.n_phi, scene.n_mos,
-             scene.dmin > 0.0, scene.water_size != 0.0, scene.curved, scene.capture_fraction,
-             scene.nopolar, scene.unpolarized, scene.point_pixel, scene.oversample_thick,
-             scene.oversample_polar, scene.oversample_omega, chunk)
-    return repr(parts)
+_SOURCE_HASH: list = []
 
 
-def _chunk_values(scene: Scene, pix: Tensor, killed: Tensor) -> tuple:
-    """The traced function: (values, I, Σ solid angles), each (P,), of one chunk."""
-    out = render_chunk(scene, pix, killed)
-    return out.values, out.I, out.omega_px
+def _source_hash() -> str:
+    """sha256 of this package's Python sources: a package compiled by other code is not used."""
+    if not _SOURCE_HASH:
+        h = hashlib.sha256()
+        root = Path(__file__).parent
+        for path in sorted(root.rglob("*.py")):
+            h.update(str(path.relative_to(root)).encode())
+            h.update(path.read_bytes())
+        _SOURCE_HASH.append(h.hexdigest())
+    return _SOURCE_HASH[0]
 
 
-def _fill_lazy_caches(scene: Scene) -> None:
-    """Build what the kernel caches on first use (the framed structure-factor grid) before the
-    traced call: traced, building it would be part of the compiled graph, and the cache appearing
-    afterwards would make the next call compile again."""
-    sf = scene.sf
-    if getattr(sf, "grid", None) is not None and sf.count > 0:
-        sf.bordered()
+def _machine(device: torch.device) -> str:
+    """What compiled code is specific to: the CPU's model and instruction set (packages are
+    built for the native one), or the GPU's name and compute capability."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"{torch.cuda.get_device_name(index)} {torch.cuda.get_device_capability(index)}"
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [ln for ln in f if ln.startswith(("model name", "flags", "Features"))]
+        return "".join(sorted(set(lines)))
+    except OSError:
+        return f"{platform.machine()} {platform.processor()}"
 
 
-class FusedKernel:
-    """render_chunk compiled for chunks of exactly ``chunk`` pixels (shorter ones are padded
-    with copies of their last pixel, whose results are dropped); called as render_chunk."""
+def package_path(flat: Flat, scene: Scene, chunk: int) -> Path:
+    """The cache file of the package that renders chunks of ``chunk`` pixels of scenes with
+    ``flat``'s key, for this torch, this package's code and this machine."""
+    words = (flat.key, str(chunk), torch.__version__, _source_hash(), _machine(scene.device))
+    key = hashlib.sha256("\n".join(words).encode()).hexdigest()[:40]
+    return cache_dir() / f"{key}.pt2"
 
-    def __init__(self, chunk: int):
+
+class _ChunkModule(torch.nn.Module):
+    """The traced function: (pix, killed, *scene tensors) -> (values, I, Σ solid angles), each
+    (P,), of one chunk, by :func:`nanobragg_cli.kernel.render_chunk` on the rebuilt scene."""
+
+    def __init__(self, spec):
+        super().__init__()
+        self.spec = spec
+
+    def forward(self, pix, killed, *tensors):
+        out = render_chunk(rebuild(self.spec, tensors), pix, killed)
+        return out.values, out.I, out.omega_px
+
+
+def compile_package(flat: Flat, pix: Tensor, killed: Tensor, path: Path) -> None:
+    """Export the chunk function for these input shapes and compile it ahead of time into
+    ``path`` (written under a temporary name, then renamed: a killed compile leaves no package).
+    Imports torch's compiler: seconds, then ~25-50 s of compilation on 2 cores."""
+    import warnings
+    from torch._inductor import aoti_compile_and_package
+    path.parent.mkdir(parents=True, exist_ok=True)
+    inputs = (pix, killed, *flat.tensors)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.export.export(_ChunkModule(flat.spec), inputs, strict=False)
+        scene_storage = {t.untyped_storage().data_ptr() for t in flat.tensors}
+        baked = [name for name, c in program.constants.items() if isinstance(c, Tensor)
+                 and c.untyped_storage().data_ptr() in scene_storage]
+        if baked:   # a scene tensor reached the trace by another way than the inputs
+            raise RuntimeError("the traced chunk kept scene tensors as constants: "
+                               + ", ".join(sorted(baked))[:200])
+        part = path.with_name(f"{path.stem}.{os.getpid()}.part.pt2")
+        try:
+            aoti_compile_and_package(program, package_path=str(part))
+            os.replace(part, path)
+        finally:
+            part.unlink(missing_ok=True)
+
+
+class PackagedKernel:
+    """A compiled package for chunks of exactly ``chunk`` pixels (shorter ones are padded with
+    copies of their last pixel, whose results are dropped); called as render_chunk with the
+    scene it was made for. Loading it imports nothing of the compiler (~ms)."""
+
+    def __init__(self, path: Path, device: torch.device, chunk: int):
+        index = -1 if device.type == "cpu" else (device.index or 0)
+        self.runner = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, index)
         self.chunk = chunk
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir()))
-        self.fn = torch.compile(_chunk_values, dynamic=False)
-        self.compiled = False
+        self.tensors: list = []
 
     def __call__(self, scene: Scene, pix: Tensor, killed: Tensor, first_sub=None) -> ChunkOutput:
         n = pix.numel()
         padded = pix if n == self.chunk else torch.cat([pix, pix[-1:].expand(self.chunk - n)])
-        values, I, omega_px = self.fn(scene, padded, killed)
+        values, I, omega_px = self.runner.run([padded.contiguous(), killed, *self.tensors])
         return ChunkOutput(values=values[:n], I=I[:n], omega_sum=omega_px[:n].sum(),
                            killed=killed, killed_rows=None, omega_px=omega_px[:n])
 
@@ -173,54 +201,55 @@ def warn(message: str) -> None:
     print(f"nanobragg: warning: {message}", file=sys.stderr, flush=True)
 
 
-def fused_kernel(scene: Scene, chunk: int) -> FusedKernel:
-    """The process's compiled kernel for this scene's shape signature (made once)."""
-    key = signature(scene, chunk)
-    if key not in POLICY.kernels:
-        POLICY.kernels[key] = FusedKernel(chunk)
-    return POLICY.kernels[key]
+def _fill_lazy_caches(scene: Scene) -> None:
+    """Build what the kernel caches on first use (the framed structure-factor grid) before the
+    scene is flattened, so that the cache is one of the package's inputs."""
+    sf = scene.sf
+    if getattr(sf, "grid", None) is not None and sf.count > 0:
+        sf.bordered()
 
 
-def run_chunks(plan, job, collect, killed: Tensor, tracing: bool, rest) -> bool:
+def packaged_kernel(plan, killed: Tensor) -> PackagedKernel:
+    """The process's kernel for ``plan``'s scene and chunk size: loaded from the cache, else
+    compiled into it first (then loaded)."""
+    scene = plan.scene
+    _fill_lazy_caches(scene)
+    flat = flatten(scene)
+    flat.tensors = [t.contiguous() for t in flat.tensors]
+    path = package_path(flat, scene, plan.chunk)
+    kernel = POLICY.kernels.get(path)
+    if kernel is None:
+        if not path.is_file():
+            first = plan.pix[0:plan.chunk]
+            if first.numel() < plan.chunk:
+                first = torch.cat([first, first[-1:].expand(plan.chunk - first.numel())])
+            compile_package(flat, first.contiguous(), killed, path)
+        kernel = POLICY.kernels[path] = PackagedKernel(path, scene.device, plan.chunk)
+    kernel.tensors = flat.tensors
+    return kernel
+
+
+def run_chunks(plan, job, collect, killed: Tensor, tracing: bool) -> bool:
     """Render ``plan``'s chunks through the fused kernel where :func:`wanted`. ``job(start,
     killed, kernel)`` renders one chunk with ``kernel``, ``collect`` takes its result (as in
-    :func:`nanobragg_cli.chunks.map_chunks`); ``rest(starts, kernel)`` renders the chunks
-    ``starts`` with ``kernel`` concurrently, as the plain render does. The chunk that compiles
-    runs first, here, with one intra-op thread, so that the compiled code is single-threaded
-    like each concurrent chunk worker. Returns False, having rendered nothing, where the caller's
-    eager map renders the plan; True once every chunk is collected (``plan.kernel`` then says
-    which kernel rendered it)."""
+    :func:`nanobragg_cli.chunks.map_chunks`). Chunks run one after the other: the compiled code
+    spreads each over torch's threads. Returns False, having rendered nothing, where the
+    caller's eager map renders the plan; True once every chunk is collected (``plan.kernel``
+    then says which kernel rendered it)."""
     scene, starts = plan.scene, plan.starts
     if not starts or not wanted(scene, plan.pix.numel(), tracing):
         return False
-    kernel = fused_kernel(scene, plan.chunk)
-    _fill_lazy_caches(scene)
-    done = 0
-    if not kernel.compiled:
-        with _one_thread(scene):
-            try:
-                result = job(starts[0], killed, kernel)
-            except Exception as err:   # no C++ compiler, an operation it cannot take, ...
-                text = str(err).strip().splitlines()
-                POLICY.failed = f"{type(err).__name__}: {text[0][:200] if text else ''}"
-                warn(f"--compile: the fused kernel could not be compiled ({POLICY.failed}); "
-                     "rendering with the eager kernel")
-                return False
-        kernel.compiled = True
-        collect(result)
-        done = 1
-    rest(starts[done:], kernel)
+    try:
+        kernel = packaged_kernel(plan, killed)
+        first = job(starts[0], killed, kernel)
+    except Exception as err:   # no C++ compiler, an operation it cannot take, ...
+        text = str(err).strip().splitlines()
+        POLICY.failed = f"{type(err).__name__}: {text[0][:200] if text else ''}"
+        warn(f"--compile: the fused kernel could not be compiled ({POLICY.failed}); "
+             "rendering with the eager kernel")
+        return False
+    collect(first)
+    for start in starts[1:]:
+        collect(job(start, killed, kernel))
     plan.kernel = "fused"
     return True
-
-
-@contextmanager
-def _one_thread(scene: Scene):
-    """torch's intra-op threads set to one on the CPU for the duration (restored after)."""
-    threads = torch.get_num_threads()
-    if scene.device.type == "cpu":
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)

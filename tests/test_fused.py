@@ -1,8 +1,9 @@
-"""The fused (torch.compile) kernel, nanobragg_cli.fused: its images against nanoBragg.c's, when
-it is used and when not, the series' record of it, and the fallback when compiling fails.
+"""The fused (ahead-of-time compiled) kernel, nanobragg_cli.fused: its images against
+nanoBragg.c's, when it is used and when not, a package reused for another scene's values, the
+series' record of it, and the fallback when compiling fails.
 
-Compiling costs ~20-50 s the first time a kernel shape is met (then TorchInductor's on-disk
-cache holds it), so these tests reuse two golden cases' shapes.
+Compiling costs ~15-40 s the first time a kernel is met (then its package is in the cache), so
+these tests reuse a few golden cases' kernels.
 """
 
 import io
@@ -64,15 +65,14 @@ def test_runs_that_keep_the_eager_kernel():
     assert _run("cubic_basic", False).kernel == "eager"     # auto, 66 k evaluations
 
 
-def test_compile_failure_falls_back_to_the_eager_kernel(monkeypatch, capsys):
+def test_compile_failure_falls_back_to_the_eager_kernel(monkeypatch, capsys, tmp_path):
     """A compiler that fails (no C++ compiler, say): one warning on stderr, the eager image."""
     monkeypatch.setattr(fused, "POLICY", fused.CompilePolicy())
+    monkeypatch.setattr(fused, "cache_dir", lambda: tmp_path)   # nothing cached: it compiles
 
-    def broken(fn, **kw):
-        def call(*args):
-            raise RuntimeError("no working C++ compiler found\nsecond line")
-        return call
-    monkeypatch.setattr(fused.torch, "compile", broken)
+    def broken(*args):
+        raise RuntimeError("no working C++ compiler found\nsecond line")
+    monkeypatch.setattr(fused, "compile_package", broken)
     res = _run("mat_hkl", False, compile="on")
     again = _run("mat_hkl", False, compile="on")
     err = capsys.readouterr().err
@@ -126,3 +126,47 @@ def test_fused_supervisor_roi_matches_nanobragg():
     ours = res.image[s0:s0 + h, f0:f0 + w]
     m = compare_images(ours, np.load(case.dir / "float_roi.npy"))
     assert m.ok, f"{m.n_bad} pixels over tolerance, worst {m.worst:.3g}x tolerance"
+
+
+def test_a_package_takes_another_scene_s_values_as_inputs(monkeypatch):
+    """A package compiled for one scene renders another with the same key (here another
+    distance and beam centre, the same oversampling: tensors, not part of the key) with that scene's values, not the
+    first one's: the same image as the eager kernel's to 1e-12 of its maximum, and no second
+    compilation."""
+    base = list(CASES["mat_hkl"].args)
+    assert _run("mat_hkl", False, compile="on").kernel == "fused"   # compiled (or cached)
+
+    def no_compile(*args):
+        raise AssertionError("compiled again: the other scene's values are in the key")
+    monkeypatch.setattr(fused, "compile_package", no_compile)
+    moved = base + ["-distance", "123.4", "-Xbeam", "3.3", "-Ybeam", "2.9", "-oversample", "3"]
+    with case_workdir(GOLDEN):
+        images = {}
+        for choice in ("on", "off"):
+            cfg = prepare(moved)
+            with redirect_stdout(io.StringIO()):
+                res = run_simulation(cfg, ToolOptions(max_memory=BUDGET, compile=choice))
+            images[choice] = (res.kernel, res.image)
+    assert images["on"][0] == "fused" and images["off"][0] == "eager"
+    eager = images["off"][1]
+    assert np.abs(images["on"][1] - eager).max() <= 1e-12 * eager.max()
+    assert np.abs(eager - _run("mat_hkl", False, compile="off").image).max() > 1e-3 * eager.max()
+
+
+def test_a_cached_package_loads_without_the_compiler(tmp_path):
+    """A run whose kernel is in the cache imports neither dynamo nor inductor (that is what
+    removes the compiler's per-process set-up)."""
+    import subprocess
+    import sys
+    code = ("import sys, io, contextlib\n"
+            "from nanobragg_cli.simulate import ToolOptions, prepare, run_simulation\n"
+            "cfg = prepare(sys.argv[1:])\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    res = run_simulation(cfg, ToolOptions(max_memory={BUDGET}, compile='on'))\n"
+            "print(res.kernel, 'torch._dynamo' in sys.modules, 'torch._inductor' in sys.modules)")
+    argv = list(CASES["mat_hkl"].args)
+    for _ in range(2):   # the first may compile; the second loads
+        with case_workdir(GOLDEN):
+            out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True,
+                                 text=True, check=True).stdout.split()
+    assert out == ["fused", "False", "False"]
