@@ -211,13 +211,13 @@ def sequential_state(scene: Scene) -> bool:
 
 
 def map_chunks(plan: ChunkPlan, job: Callable, collect: Callable, *, sequential: bool,
-               state=None, starts: list | None = None) -> None:
+               state=None) -> None:
     """Run ``job(start, state)`` for each chunk start and ``collect(result)`` on each result in
     chunk order. Sequential: each job gets the state the previous collect returned. Otherwise
     independent chunks run on separate cores, each op single-threaded on its own chunk (which
     scales far better than splitting every small op across threads), with a bounded window of
     chunks in flight."""
-    starts = plan.starts if starts is None else starts
+    starts = plan.starts
     workers = chunk_workers(plan.scene, len(starts), sequential)
     if workers <= 1:
         for start in starts:

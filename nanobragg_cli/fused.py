@@ -1,13 +1,16 @@
-"""The fused kernel: :func:`nanobragg_cli.kernel.render_chunk` compiled by ``torch.compile``
-(TorchInductor), used where the work pays for the compilation.
+"""The fused kernel: :func:`nanobragg_cli.kernel.render_chunk` compiled ahead of time by
+TorchInductor (``torch.export`` + AOTInductor) into a package kept in :func:`cache_dir`, used
+where the work pays for the compilation.
 
 Compiling fuses the kernel's ~40 elementwise passes per evaluation (Miller indices, reduced
 indices, lattice factor, structure factor, the sum over φ and mosaic domains) into a few loops
 that keep their operands in registers: ~3x the eager kernel's throughput here
 (docs/performance.md). It is the same Python function, traced: no second copy of the physics.
-The cost is the compilation: ~25-50 s the first time a kernel shape is met on a machine, ~6-7 s
-(importing dynamo and inductor, tracing) once TorchInductor's on-disk cache (:func:`cache_dir`)
-holds it.
+The scene's tensors are the package's inputs and everything else it reads is its key
+(:mod:`nanobragg_cli.scene_flat`), so another frame of a series or another distance reuses a
+package. Compiling one costs ~15-40 s the first time its key is met on a machine; loading it
+from the cache takes milliseconds and imports nothing of the compiler. Chunks run one after the
+other, each spread over torch's threads by the compiled code.
 
 Which runs use it: never with ``--c-parity`` (nanoBragg.c's arithmetic stays the exact eager
 path: compiled code contracts multiply-adds and orders sums its own way), a differentiable scene
@@ -39,9 +42,9 @@ from .kernel import ChunkOutput, render_chunk
 from .scene import Scene
 from .scene_flat import Flat, flatten, rebuild
 
-# Work (sub-pixel evaluations of a run) from which ``--compile auto`` fuses: at ~35 M eager and
-# ~100 M fused evaluations/s (B2, 2 cores, float64), 2.5e9 evaluations save ~45 s, more than a
-# first compilation costs (~25-50 s; ~6-7 s once cached, where ``--compile on`` pays from ~4e8).
+# Work (sub-pixel evaluations of a run) from which ``--compile auto`` fuses: at ~63 M eager and
+# ~150 M fused evaluations/s end to end (B2, 2 cores, float64), 2.5e9 evaluations save ~23 s,
+# about what a first compilation costs (~15-40 s; a cached package loads in milliseconds).
 AUTO_MIN_EVALS = 2.5e9
 
 
@@ -49,8 +52,8 @@ AUTO_MIN_EVALS = 2.5e9
 class CompilePolicy:
     """Process-wide state of the fused kernel: ``run_images``, the images of the whole run the
     current image belongs to (a series' frames, a batch's shots, over all ranks; 1 for one
-    image; set by :func:`images_of_run`), which ``auto`` multiplies its work by; the compiled
-    kernels by shape signature; why compiling failed, once it has."""
+    image; set by :func:`images_of_run`), which ``auto`` multiplies its work by; the loaded
+    kernels by package path; why compiling failed, once it has."""
     run_images: int = 1
     kernels: dict = field(default_factory=dict)
     failed: str | None = None

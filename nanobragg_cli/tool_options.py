@@ -116,8 +116,9 @@ TOOL_OPTIONS = (
                _choice("float64", "float32")),
     ToolOption("--threads", "N", "CPU threads (default: torch's choice)", "threads",
                _positive_int),
-    ToolOption("--compile", "auto|on|off", "fuse the kernel with torch.compile (~3x faster "
-               "rendering; compiling costs ~25-50 s the first time, ~6-7 s once cached): auto = "
+    ToolOption("--compile", "auto|on|off", "the fused kernel, compiled ahead of time (~3x "
+               "faster rendering; compiling a kernel costs ~15-40 s the first time, then it "
+               "loads from the cache in milliseconds): auto = "
                "for runs of at least 2.5e9 sub-pixel evaluations, a series' frames counted "
                "together; on = always; off = never; never with --c-parity or a trace (default: "
                "auto)", "compile", _choice("auto", "on", "off")),
