@@ -159,7 +159,7 @@ class _ChunkModule(torch.nn.Module):
 def compile_package(flat: Flat, pix: Tensor, killed: Tensor, path: Path) -> None:
     """Export the chunk function for these input shapes and compile it ahead of time into
     ``path`` (written under a temporary name, then renamed: a killed compile leaves no package).
-    Imports torch's compiler: seconds, then ~25-50 s of compilation on 2 cores."""
+    Imports torch's compiler: seconds, then ~10-40 s of compilation on 2 cores."""
     import warnings
     from torch._inductor import aoti_compile_and_package
     path.parent.mkdir(parents=True, exist_ok=True)
