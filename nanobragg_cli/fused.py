@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+import functools
 import hashlib
 import os
 import platform
@@ -106,21 +107,18 @@ def wanted(scene: Scene, n_pixels: int, tracing: bool) -> bool:
     return ineligible(scene, tracing) is None
 
 
-_SOURCE_HASH: list = []
-
-
+@functools.cache
 def _source_hash() -> str:
     """sha256 of this package's Python sources: a package compiled by other code is not used."""
-    if not _SOURCE_HASH:
-        h = hashlib.sha256()
-        root = Path(__file__).parent
-        for path in sorted(root.rglob("*.py")):
-            h.update(str(path.relative_to(root)).encode())
-            h.update(path.read_bytes())
-        _SOURCE_HASH.append(h.hexdigest())
-    return _SOURCE_HASH[0]
+    h = hashlib.sha256()
+    root = Path(__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
 
 
+@functools.cache
 def _machine(device: torch.device) -> str:
     """What compiled code is specific to: the CPU's model and instruction set (packages are
     built for the native one), or the GPU's name and compute capability."""
@@ -181,6 +179,12 @@ def compile_package(flat: Flat, pix: Tensor, killed: Tensor, path: Path) -> None
             part.unlink(missing_ok=True)
 
 
+def _padded(pix: Tensor, chunk: int) -> Tensor:
+    """``pix`` made ``chunk`` long with copies of its last pixel (their results are dropped)."""
+    n = pix.numel()
+    return pix if n == chunk else torch.cat([pix, pix[-1:].expand(chunk - n)])
+
+
 class PackagedKernel:
     """A compiled package for chunks of exactly ``chunk`` pixels (shorter ones are padded with
     copies of their last pixel, whose results are dropped); called as render_chunk with the
@@ -194,8 +198,8 @@ class PackagedKernel:
 
     def __call__(self, scene: Scene, pix: Tensor, killed: Tensor, first_sub=None) -> ChunkOutput:
         n = pix.numel()
-        padded = pix if n == self.chunk else torch.cat([pix, pix[-1:].expand(self.chunk - n)])
-        values, I, omega_px = self.runner.run([padded.contiguous(), killed, *self.tensors])
+        padded = _padded(pix, self.chunk).contiguous()
+        values, I, omega_px = self.runner.run([padded, killed, *self.tensors])
         return ChunkOutput(values=values[:n], I=I[:n], omega_sum=omega_px[:n].sum(),
                            killed=killed, killed_rows=None, omega_px=omega_px[:n])
 
@@ -223,10 +227,8 @@ def packaged_kernel(plan, killed: Tensor) -> PackagedKernel:
     kernel = POLICY.kernels.get(path)
     if kernel is None:
         if not path.is_file():
-            first = plan.pix[0:plan.chunk]
-            if first.numel() < plan.chunk:
-                first = torch.cat([first, first[-1:].expand(plan.chunk - first.numel())])
-            compile_package(flat, first.contiguous(), killed, path)
+            first = _padded(plan.pix[0:plan.chunk], plan.chunk).contiguous()
+            compile_package(flat, first, killed, path)
         kernel = POLICY.kernels[path] = PackagedKernel(path, scene.device, plan.chunk)
     kernel.tensors = flat.tensors
     return kernel
